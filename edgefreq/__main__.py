@@ -1,0 +1,5 @@
+import sys
+
+from edgefreq.cli import main
+
+sys.exit(main())

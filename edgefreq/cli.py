@@ -1,0 +1,62 @@
+"""The `edgefreq` command: one verb per pipeline stage.
+
+Each verb lives in its own module that defines `add_arguments(parser)` and `run(args) -> int`;
+modules are imported only when their verb runs, so `edgefreq --help` stays fast.
+A UserError anywhere ends in one line on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from edgefreq import __version__
+from edgefreq.errors import UserError
+
+# verb -> (module, one-line help), in pipeline order.
+VERBS: dict[str, tuple[str, str]] = {
+    "fd": ("edgefreq.kernels.cli", "write the frequency bands of an image as PNGs (what the model sees)"),
+}
+
+
+def build_parser(verb: str | None) -> argparse.ArgumentParser:
+    """The full parser; only `verb`'s module is imported to add its arguments."""
+    parser = argparse.ArgumentParser(
+        prog="edgefreq",
+        description="Edge inspection runtime: train -> calibrate -> export -> build -> run.",
+    )
+    parser.add_argument("--version", action="version", version=f"edgefreq {__version__}")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB")
+    for name, (module, help_text) in VERBS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module)
+        p.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+        if name == verb:
+            importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    verb = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(verb)
+    args = parser.parse_args(argv)
+    if args.verb is None:
+        parser.print_help()
+        return 0
+    module = importlib.import_module(args._module)
+    try:
+        return int(module.run(args) or 0)
+    except UserError as exc:
+        if args.debug:
+            raise
+        print(f"edgefreq {args.verb}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"edgefreq {args.verb}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
