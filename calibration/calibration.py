@@ -1,0 +1,116 @@
+"""A calibration: normal range + threshold policy + the threshold and false-reject rate they give.
+
+Saved as YAML on its own (`edgefreq calibrate`) and embedded in the engine's sidecar.
+
+Normalized score (what the runtime prints next to the raw score):
+
+    normalized = (score - median) / (threshold - median)
+
+with the median of the calibration scores, so a typical good part scores 0 and the threshold
+is 1: above 1 is NOK, and the value reads as "how far towards (or past) the threshold".
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from edgefreq.config import from_dict, load_yaml, to_dict
+from edgefreq.errors import UserError
+
+from .normal_range import QUANTILES, NormalRange
+from .policy import ThresholdPolicy, false_reject_rate
+
+_FIELDS = ("range", "policy", "threshold", "false_reject_rate")
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The normal range, the policy, the threshold it gives and the implied false-reject rate."""
+
+    range: NormalRange
+    policy: ThresholdPolicy
+    threshold: float
+    false_reject_rate: float
+
+    def __post_init__(self) -> None:
+        if not self.threshold > self.range.median:
+            raise UserError(
+                f"threshold {self.threshold:.6g} is not above the median normal score {self.range.median:.6g} "
+                f"({self.range.count} scores from {self.range.min:.6g} to {self.range.max:.6g}); "
+                "the normal scores have no spread or the policy is too low: calibrate on more good images or raise it"
+            )
+        if not 0.0 <= self.false_reject_rate <= 1.0:
+            raise UserError(f"false_reject_rate must be between 0 and 1, got {self.false_reject_rate}")
+
+    @classmethod
+    def from_scores(cls, scores: Any, policy: ThresholdPolicy | None = None) -> Calibration:
+        """Calibrate on the scores of good images the model never trained on."""
+        policy = ThresholdPolicy() if policy is None else policy
+        extra = (policy.q,) if policy.kind == "quantile" else ()
+        normal = NormalRange.from_scores(scores, quantiles=QUANTILES + extra)
+        threshold = policy.threshold(normal)
+        return cls(normal, policy, threshold, false_reject_rate(scores, threshold))
+
+    @property
+    def warning(self) -> str | None:
+        """One sentence when the calibration count is too small for the policy, else None."""
+        return self.policy.warning(self.range)
+
+    def normalize(self, score: float) -> float:
+        """`normalize_score(score, self)`."""
+        return normalize_score(score, self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "range": self.range.to_dict(),
+            "policy": to_dict(self.policy),
+            "threshold": float(self.threshold),
+            "false_reject_rate": float(self.false_reject_rate),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "calibration") -> Calibration:
+        if not isinstance(data, dict):
+            raise UserError(f"{where}: expected a mapping, got {type(data).__name__}")
+        unknown = sorted(set(data) - set(_FIELDS), key=str)
+        if unknown:
+            raise UserError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(_FIELDS)})")
+        missing = [k for k in _FIELDS if k not in data]
+        if missing:
+            raise UserError(f"{where}: missing key {missing[0]!r}")
+        normal = NormalRange.from_dict(data["range"], f"{where}.range")
+        policy = from_dict(ThresholdPolicy, data["policy"], f"{where}.policy")
+        try:
+            threshold = float(data["threshold"])
+            rate = float(data["false_reject_rate"])
+        except (TypeError, ValueError) as exc:
+            raise UserError(f"{where}: threshold and false_reject_rate must be numbers ({exc})") from None
+        return cls(normal, policy, threshold, rate)
+
+    def save(self, path: str | Path) -> None:
+        """Write as YAML (through a temporary file, so an existing file is never left half-written)."""
+        path = Path(path)
+        if not path.parent.is_dir():
+            raise UserError(f"{path.parent}: folder not found; create it or choose another output path")
+        tmp = path.with_name(f".{path.name}.tmp")
+        try:
+            tmp.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+            os.replace(tmp, path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise UserError(f"{path}: cannot write calibration ({exc.strerror})") from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> Calibration:
+        return cls.from_dict(load_yaml(path), where=str(path))
+
+
+def normalize_score(score: float, calibration: Calibration) -> float:
+    """(score - median) / (threshold - median): the calibration median maps to 0, the threshold to 1."""
+    median = calibration.range.median
+    return (score - median) / (calibration.threshold - median)
