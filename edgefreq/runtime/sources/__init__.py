@@ -1,0 +1,17 @@
+"""Frame sources: one URI grammar for every input (see `uri`), one `Source` interface."""
+
+from .base import Source
+from .options import SourceOptions
+from .synthetic import DEFECT_KINDS, SyntheticLine, SyntheticSource, good_frames, labelled_frames
+from .uri import open_source
+
+__all__ = [
+    "DEFECT_KINDS",
+    "Source",
+    "SourceOptions",
+    "SyntheticLine",
+    "SyntheticSource",
+    "good_frames",
+    "labelled_frames",
+    "open_source",
+]

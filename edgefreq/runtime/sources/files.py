@@ -1,0 +1,167 @@
+"""Finite sources: a video file, a single image, a folder of images; each played `loop` times."""
+
+from __future__ import annotations
+
+import logging
+import re
+from abc import abstractmethod
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edgefreq.errors import UserError
+
+from .base import Source
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+log = logging.getLogger("edgefreq")
+
+
+def read_image(path: Path) -> np.ndarray | None:
+    """An 8-bit image as stored (gray stays H x W, colour becomes BGR), or None if unreadable."""
+    try:
+        data = np.fromfile(path, np.uint8)
+        return cv2.imdecode(data, cv2.IMREAD_ANYCOLOR) if data.size else None
+    except (OSError, cv2.error):
+        return None
+
+
+class _Finite(Source):
+    """Counts passes: `loop` passes in all, 0 = forever."""
+
+    is_live = False
+
+    def __init__(self, uri: str, loop: int) -> None:
+        self.uri = uri
+        self._loop = loop
+        self._passes = 0
+
+    def _more_passes(self) -> bool:
+        """Count one finished pass; True when another one is due."""
+        self._passes += 1
+        return self._loop == 0 or self._passes < self._loop
+
+    def reopen(self) -> None:
+        """Start again from the first frame of the first pass."""
+        self.close()
+        self._passes = 0
+        self._open()
+
+    @abstractmethod
+    def _open(self) -> None:
+        """Open (or reopen) the file or folder; a UserError when it cannot be read."""
+
+
+class VideoFileSource(_Finite):
+    """A video file decoded by OpenCV (FFMPEG): mp4, avi, mkv, mov, ..."""
+
+    def __init__(self, uri: str, path: Path, loop: int) -> None:
+        super().__init__(uri, loop)
+        self._path = path
+        self._cap: cv2.VideoCapture | None = None
+        self._pending: np.ndarray | None = None
+        self._open()
+
+    def _open(self) -> None:
+        cap = cv2.VideoCapture(str(self._path))
+        ok, first = cap.read() if cap.isOpened() else (False, None)
+        if not ok:
+            cap.release()
+            raise UserError(f"{self.uri}: cannot decode {self._path} as a video (unsupported format or corrupt file)")
+        self._cap, self._pending = cap, first
+
+    def read(self) -> np.ndarray | None:
+        if self._pending is not None:
+            image, self._pending = self._pending, None
+            return image
+        if self._cap is None:
+            return None
+        ok, image = self._cap.read()
+        if ok:
+            return image
+        self.close()
+        if not self._more_passes():
+            return None
+        self._open()
+        return self.read()
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+        self._pending = None
+
+
+class ImageFileSource(_Finite):
+    """One image, given once per pass."""
+
+    def __init__(self, uri: str, path: Path, loop: int) -> None:
+        super().__init__(uri, loop)
+        self._path = path
+        self._image: np.ndarray | None = None
+        self._open()
+
+    def _open(self) -> None:
+        self._image = read_image(self._path)
+        if self._image is None:
+            raise UserError(f"{self.uri}: cannot read {self._path} as an image (corrupt or unsupported file)")
+
+    def read(self) -> np.ndarray | None:
+        if self._image is None:
+            return None
+        image = self._image.copy()
+        if not self._more_passes():
+            self._image = None
+        return image
+
+    def close(self) -> None:
+        self._image = None
+
+
+def _natural_key(path: Path) -> list[int | str]:
+    """img2.png before img10.png."""
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
+
+
+class ImageFolderSource(_Finite):
+    """The images of a folder in natural name order; an unreadable one is skipped with a warning."""
+
+    def __init__(self, uri: str, folder: Path, loop: int) -> None:
+        super().__init__(uri, loop)
+        self._folder = folder
+        self._files: list[Path] = []
+        self._next = 0
+        self._read_this_pass = 0
+        self._open()
+
+    def _open(self) -> None:
+        files = [p for p in self._folder.iterdir() if p.suffix.lower() in IMAGE_EXTS and p.is_file()]
+        if not files:
+            raise UserError(f"{self.uri}: no images ({' '.join(IMAGE_EXTS)}) in folder {self._folder}")
+        self._files = sorted(files, key=_natural_key)
+        self._next = 0
+        self._read_this_pass = 0
+
+    def read(self) -> np.ndarray | None:
+        while self._files:
+            if self._next == len(self._files):
+                if self._read_this_pass == 0:
+                    raise UserError(f"{self.uri}: none of the {len(self._files)} images in {self._folder} could be read")
+                self._next = self._read_this_pass = 0
+                if not self._more_passes():
+                    self._files = []
+                    return None
+            path = self._files[self._next]
+            self._next += 1
+            image = read_image(path)
+            if image is None:
+                log.warning("%s: skipping %s: not a readable image", self.uri, path)
+                continue
+            self._read_this_pass += 1
+            return image
+        return None
+
+    def close(self) -> None:
+        self._files = []
