@@ -16,6 +16,9 @@ from edgefreq.errors import UserError
 
 # verb -> (module, one-line help), in pipeline order.
 VERBS: dict[str, tuple[str, str]] = {
+    "train": ("edgefreq.train", "train a model on good images (fixed epoch budget, resumable)"),
+    "calibrate": ("edgefreq.calibrate", "score held-out good images: normal range and threshold"),
+    "eval": ("edgefreq.evaluate", "image/pixel AUROC, false-reject and escape rates, figures, report"),
     "fd": ("edgefreq.kernels.cli", "write the frequency bands of an image as PNGs (what the model sees)"),
 }
 

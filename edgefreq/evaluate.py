@@ -1,0 +1,146 @@
+"""`edgefreq eval RUN --data DIR`: image and pixel AUROC (defect = positive), per-defect table,
+false-reject and escape rates at the calibrated threshold, figures, and a JSON + Markdown report.
+
+Nothing here feeds back into training or calibration: the test set is only measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from edgefreq import plots
+from edgefreq.calibration import Calibration
+from edgefreq.data import load_image, load_mask, scan_dataset
+from edgefreq.errors import UserError
+from edgefreq.rundir import load_run
+from edgefreq.scoring import score_paths
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", type=Path, help="a trained and calibrated run folder")
+    p.add_argument("--data", type=Path, required=True, help="dataset folder with test/good and test/<defect>")
+    p.add_argument("--out", type=Path, help="report folder (default RUN/eval)")
+    p.add_argument("--batch", type=int, default=16, help="images per batch (default 16)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+
+
+def auroc(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    """ROC AUC with defect = positive; None when only one class is present."""
+    return float(roc_auc_score(labels, scores)) if 0 < labels.sum() < len(labels) else None
+
+
+def evaluate(run: Path, data: Path, out: Path, batch: int = 16, device: str = "auto") -> dict:
+    run = Path(run)
+    calib_path = run / "calibration.yaml"
+    if not calib_path.exists():
+        raise UserError(f"{run}: not calibrated yet: run `edgefreq calibrate {run}` first")
+    calibration = Calibration.load(calib_path)
+    model, cfg = load_run(run, device)
+    index = scan_dataset(data)
+    if not index.test:
+        raise UserError(f"{data}: no test images (test/good and test/<defect>) to evaluate on")
+    spec = cfg.preprocess
+    start = time.perf_counter()
+    paths = [s.path for s in index.test]
+    scores, maps = score_paths(model, spec, paths, batch, desc="evaluating")
+    seconds = time.perf_counter() - start
+    labels = np.array([s.label for s in index.test])
+    defects = np.array([s.defect for s in index.test])
+    masks = np.stack([load_mask(s.mask, spec, load_image(s.path).shape[:2]) for s in index.test])
+    has_mask = np.array([s.mask is not None or s.label == 0 for s in index.test])
+    threshold = calibration.threshold
+    nok = scores > threshold
+
+    def pixel_auroc(select: np.ndarray) -> float | None:
+        select = select & has_mask
+        m = masks[select].ravel()
+        return float(roc_auc_score(m, maps[select].ravel())) if 0 < m.sum() < m.size else None
+
+    per_defect = []
+    for name in sorted(set(defects[labels == 1])):
+        sel = (defects == name) | (labels == 0)
+        per_defect.append(
+            {
+                "defect": name,
+                "images": int((defects == name).sum()),
+                "image_auroc": auroc(labels[sel], scores[sel]),
+                "pixel_auroc": pixel_auroc(sel),
+                "escape_rate": float((~nok[defects == name]).mean()),
+            }
+        )
+    report = {
+        "run": str(run),
+        "data": str(Path(data).resolve()),
+        "model": cfg.model.kind,
+        "epochs": cfg.train.epochs,
+        "input": list(spec.size),
+        "levels": spec.levels,
+        "images": {"good": int((labels == 0).sum()), "defect": int((labels == 1).sum())},
+        "image_auroc": auroc(labels, scores),
+        "pixel_auroc": pixel_auroc(np.ones(len(labels), bool)),
+        "threshold": float(threshold),
+        "threshold_policy": calibration.policy.describe(),
+        "calibration_false_reject_rate": float(calibration.false_reject_rate),
+        "false_reject_rate": float(nok[labels == 0].mean()) if (labels == 0).any() else None,
+        "escape_rate": float((~nok[labels == 1]).mean()) if (labels == 1).any() else None,
+        "per_defect": per_defect,
+        "scoring_seconds": round(seconds, 2),
+        "scores": [{"path": str(p.relative_to(index.root)), "label": int(l), "score": float(s)} for p, l, s in zip(paths, labels, scores)],
+    }
+    write_report(report, out, scores, labels, maps, paths, threshold)
+    return report
+
+
+def write_report(report: dict, out: Path, scores, labels, maps, paths, threshold: float) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    plots.histogram(scores, labels, threshold, out / "scores.png")
+    if report["image_auroc"] is not None:
+        plots.roc(scores, labels, report["image_auroc"], out / "roc.png")
+    vmax = float(np.quantile(maps, 0.999))
+    order = np.argsort(-scores)[:24]
+    tiles = [plots.overlay(load_image(paths[i]), maps[i], vmax) for i in order]
+    captions = [f"{'D' if labels[i] else 'G'} {scores[i]:.3g}" for i in order]
+    plots.montage(tiles, captions, out / "heatmaps.png")
+    (out / "report.md").write_text(markdown(report))
+
+
+def fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def markdown(r: dict) -> str:
+    lines = [
+        f"# Evaluation of `{r['run']}`",
+        "",
+        f"Model {r['model']}, {r['epochs']} epochs (the last epoch), input {r['input'][0]}x{r['input'][1]}, "
+        f"{r['levels']} band(s). Data `{r['data']}`: {r['images']['good']} good, {r['images']['defect']} defect test images.",
+        "",
+        f"- image AUROC (defect = positive): **{fmt(r['image_auroc'])}**",
+        f"- pixel AUROC: **{fmt(r['pixel_auroc'])}**",
+        f"- threshold {r['threshold']:.5g} ({r['threshold_policy']}); false-reject rate on calibration images "
+        f"{r['calibration_false_reject_rate']:.3f}",
+        f"- at that threshold on the test set: false-reject rate {fmt(r['false_reject_rate'])}, escape rate {fmt(r['escape_rate'])}",
+        "",
+        "| defect | images | image AUROC | pixel AUROC | escape rate |",
+        "|---|---|---|---|---|",
+    ]
+    for d in r["per_defect"]:
+        lines.append(f"| {d['defect']} | {d['images']} | {fmt(d['image_auroc'])} | {fmt(d['pixel_auroc'])} | {d['escape_rate']:.3f} |")
+    lines += ["", "Figures: `scores.png` (histogram), `roc.png`, `heatmaps.png` (highest scores first; D = defect, G = good).", ""]
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    out = args.out or args.run / "eval"
+    r = evaluate(args.run, args.data, out, args.batch, args.device)
+    print(f"image AUROC {fmt(r['image_auroc'])}  pixel AUROC {fmt(r['pixel_auroc'])}  "
+          f"false-reject {fmt(r['false_reject_rate'])}  escape {fmt(r['escape_rate'])}")
+    print(f"report: {out / 'report.md'}")
+    return 0
