@@ -1,0 +1,249 @@
+"""The capture thread: reads a source into a small ring buffer that drops the oldest frame.
+
+    capture = Capture(open_source(uri, options), options)
+    for frame in capture:            # or: frame = capture.get(timeout=0.5); None + capture.done = end
+        ...
+    capture.stop()
+
+- Frame ids are consecutive per captured frame, so a dropped frame leaves a gap in the ids the
+  consumer sees; at any moment captured == delivered + dropped + buffered (see `stats()`).
+- The consumer never waits longer than its `get` timeout; the reader never waits for the consumer.
+- A live source that raises, or gives no good frame for `options.timeout` seconds, is reopened
+  with exponential backoff (`reconnect_initial` doubling up to `reconnect_max`, reset by the next
+  good frame); every attempt and every reconnect is logged on the "edgefreq" logger.
+- A corrupt frame (None from a live source, empty, not uint8, not gray/BGR) is counted and skipped.
+- A finite source ends the stream when it is done (after its `loop` passes); an error it raises
+  ends the stream too and is raised by `get` once the frames before it are delivered.
+- `options.rate` paces finite and synthetic sources; `options.max_frames` ends any source.
+- Capture owns the source and closes it when the stream ends or on `stop()`.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from edgefreq.runtime.frame import Frame
+from edgefreq.runtime.sources import Source, SourceOptions
+
+log = logging.getLogger("edgefreq")
+
+
+@dataclass(frozen=True)
+class CaptureStats:
+    """Counters of one capture; captured == delivered + dropped + buffered."""
+
+    captured: int = 0
+    delivered: int = 0
+    dropped: int = 0
+    buffered: int = 0
+    corrupt: int = 0
+    errors: int = 0
+    stalls: int = 0
+    reconnects: int = 0
+
+
+def usable(image: object) -> np.ndarray | None:
+    """The frame as H x W gray or H x W x 3 BGR uint8 (BGRA loses alpha), or None if corrupt."""
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.size == 0:
+        return None
+    if image.ndim == 2:
+        return image
+    if image.ndim != 3:
+        return None
+    if image.shape[2] == 3:
+        return image
+    if image.shape[2] == 1:
+        return image[:, :, 0]
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    return None
+
+
+class Capture:
+    """Reads `source` in a thread into a ring of `capacity` frames; see the module docstring."""
+
+    def __init__(self, source: Source, options: SourceOptions | None = None, capacity: int = 4) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        self.source = source
+        self.options = SourceOptions() if options is None else options
+        self.capacity = capacity
+        self._ring: collections.deque[Frame] = collections.deque()
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._ended = False
+        self._error: BaseException | None = None
+        self._counts = dict.fromkeys(("captured", "delivered", "dropped", "corrupt", "errors", "stalls", "reconnects"), 0)
+        self._backoff = self.options.reconnect_initial
+        self._thread = threading.Thread(target=self._run, name="edgefreq-capture", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------------ consumer side
+    def get(self, timeout: float | None) -> Frame | None:
+        """The oldest buffered frame, waiting at most `timeout` s (None = until one comes or the end).
+
+        None when nothing came in time or the stream is over (then `done` is True). An error that
+        ended a finite source is raised here, once, after the frames captured before it.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while not self._ring and not self._ended:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return None
+                self._cond.wait(remaining)
+            if self._ring:
+                self._counts["delivered"] += 1
+                return self._ring.popleft()
+            error, self._error = self._error, None
+        if error is not None:
+            raise error
+        return None
+
+    @property
+    def done(self) -> bool:
+        """The stream is over and every buffered frame has been handed out."""
+        with self._cond:
+            return self._ended and not self._ring
+
+    def __iter__(self) -> Iterator[Frame]:
+        """Frames until the stream is over."""
+        while True:
+            frame = self.get(0.25)
+            if frame is not None:
+                yield frame
+            elif self.done:
+                return
+
+    def stats(self) -> CaptureStats:
+        with self._cond:
+            return CaptureStats(buffered=len(self._ring), **self._counts)
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop reading and wait up to `timeout` s for the thread; buffered frames stay readable.
+
+        A read blocked inside a driver cannot be interrupted from Python: the thread is a daemon,
+        and it is left behind with a warning if it does not finish in time.
+        """
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.warning("%s: capture thread still blocked in a read after %.1f s; leaving it behind", self.source.uri, timeout)
+
+    def __enter__(self) -> Capture:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ capture thread
+    def _count(self, name: str) -> None:
+        with self._cond:
+            self._counts[name] += 1
+
+    def _push(self, image: np.ndarray, truth: int | None) -> None:
+        with self._cond:
+            frame = Frame(self._counts["captured"], time.time(), image, self.source.uri, truth)
+            self._counts["captured"] += 1
+            if len(self._ring) == self.capacity:
+                self._ring.popleft()
+                self._counts["dropped"] += 1
+            self._ring.append(frame)
+            self._cond.notify()
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:  # handed to the consumer by get()
+            self._error = exc
+        finally:
+            try:
+                self.source.close()
+            except Exception as exc:  # closing must not hide how the stream ended
+                log.warning("%s: error while closing: %s", self.source.uri, exc)
+            with self._cond:
+                self._ended = True
+                self._cond.notify_all()
+
+    def _loop(self) -> None:
+        opts, source = self.options, self.source
+        live = source.is_live
+        period = 1.0 / opts.rate if opts.rate > 0 and not live else 0.0
+        due = time.monotonic()
+        last_good = time.monotonic()
+        corrupt_streak = 0
+        while not self._stop.is_set():
+            if opts.max_frames and self._counts["captured"] >= opts.max_frames:
+                return
+            if period:
+                if self._stop.wait(max(0.0, due - time.monotonic())):
+                    return
+                due = max(due + period, time.monotonic() - period)
+            try:
+                item = source.read_labelled()
+            except Exception as exc:
+                if not live:
+                    raise
+                self._count("errors")
+                self._reconnect(f"read failed: {exc}")
+                last_good = time.monotonic()
+                continue
+            if item is None and not live:
+                return
+            image = None if item is None else usable(item[0])
+            if image is not None:
+                self._push(image, item[1])
+                last_good = time.monotonic()
+                self._backoff = opts.reconnect_initial
+                corrupt_streak = 0
+                continue
+            self._count("corrupt")
+            corrupt_streak += 1
+            if corrupt_streak == 1:
+                log.warning("%s: corrupt or missing frame, skipped (%s)", source.uri, _describe(item))
+            if live:
+                if time.monotonic() - last_good > opts.timeout:
+                    self._count("stalls")
+                    self._reconnect(f"no good frame for {opts.timeout:g} s")
+                    last_good = time.monotonic()
+                else:
+                    self._stop.wait(min(0.01, opts.timeout / 10))
+
+    def _reconnect(self, reason: str) -> None:
+        """Reopen the live source, retrying with exponential backoff until it opens or stop()."""
+        attempt = 0
+        while not self._stop.is_set():
+            attempt += 1
+            delay = self._backoff
+            log.warning("%s: %s; reconnecting in %.2f s (attempt %d)", self.source.uri, reason, delay, attempt)
+            if self._stop.wait(delay):
+                return
+            self._backoff = min(delay * 2, self.options.reconnect_max)
+            try:
+                self.source.reopen()
+            except Exception as exc:
+                self._count("errors")
+                reason = f"reopen failed: {exc}"
+                continue
+            self._count("reconnects")
+            log.warning("%s: reconnected (attempt %d)", self.source.uri, attempt)
+            return
+
+
+def _describe(item: tuple[object, int | None] | None) -> str:
+    if item is None:
+        return "no frame"
+    image = item[0]
+    if isinstance(image, np.ndarray):
+        return f"array {image.shape} {image.dtype}"
+    return type(image).__name__
