@@ -118,10 +118,9 @@ class SyntheticLine:
         if kind in ("scratch", "dent", "contamination"):
             getattr(self, f"_draw_{kind}")(img, cx, cy, radius, defect_rng)
 
-        light = (1 + tilt * (self._gx * math.cos(tilt_dir) + self._gy * math.sin(tilt_dir))) * gain
-        out = img.astype(np.float32)
-        out *= light[:, :, None]
-        out += self._noise[ny : ny + h, nx : nx + w] * sigma
+        light = cv2.addWeighted(self._gx, gain * tilt * math.cos(tilt_dir), self._gy, gain * tilt * math.sin(tilt_dir), gain)
+        out = cv2.multiply(img, cv2.merge([light, light, light]), dtype=cv2.CV_32F)
+        out = cv2.scaleAdd(self._noise[ny : ny + h, nx : nx + w], sigma, out)
         np.clip(out, 0, 255, out=out)
         return out.astype(np.uint8)
 
@@ -157,9 +156,8 @@ class SyntheticLine:
         mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
         cv2.circle(mask, _pt(cx - x0, cy - y0), round(r * _ONE), 255, -1, cv2.LINE_AA, _SHIFT)
         mask = cv2.blur(mask, (5, 5))
-        gainmap = 1 + (factor - 1) * (mask.astype(np.float32) / 255)
-        roi = img[y0:y1, x0:x1]
-        roi[:] = np.clip(roi * gainmap[:, :, None], 0, 255).astype(np.uint8)
+        gain = cv2.addWeighted(mask, (factor - 1) / 255, mask, 0, 1, dtype=cv2.CV_32F)
+        img[y0:y1, x0:x1] = cv2.multiply(img[y0:y1, x0:x1], cv2.merge([gain, gain, gain]), dtype=cv2.CV_8U)
 
     def _draw_cap(self, img: np.ndarray, cx: float, cy: float, r: float, theta: float, missing: int) -> None:
         aa = cv2.LINE_AA
