@@ -1,0 +1,210 @@
+"""The decision record: exactly one per processed frame, the one thing every sink delivers.
+
+A `Decision` is written as one line of JSON (`to_json`), read back with `Decision.from_json`,
+and described by `DECISION_SCHEMA` (JSON Schema, draft 2020-12). `from_dict` checks a record
+against that schema with the small validator below (the subset of JSON Schema the schema uses),
+so reading records needs no extra package. docs/decision-record.md documents every field.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from edgefreq.errors import UserError
+
+SCHEMA = "edgefreq.decision/1"
+VERDICTS = ("OK", "NOK")
+LATENCY_STAGES = ("capture", "preprocess", "infer", "decide", "total")
+ENGINE_HASH_CHARS = 12
+
+_NUMBER = {"type": "number", "minimum": 0}
+
+DECISION_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": f"edgefreq decision record ({SCHEMA})",
+    "type": "object",
+    "required": [
+        "schema", "frame_id", "capture_ts", "decided_ts", "source", "score", "score_norm",
+        "threshold", "verdict", "latency_ms", "dropped", "engine",
+    ],
+    "additionalProperties": False,
+    "properties": {
+        "schema": {"const": SCHEMA},
+        "frame_id": {"type": "integer", "minimum": 0},
+        "capture_ts": _NUMBER,
+        "decided_ts": _NUMBER,
+        "source": {"type": "string"},
+        "score": {"type": ["number", "null"]},
+        "score_norm": {"type": ["number", "null"]},
+        "threshold": {"type": "number"},
+        "verdict": {"enum": list(VERDICTS)},
+        "latency_ms": {
+            "type": "object",
+            "required": list(LATENCY_STAGES),
+            "additionalProperties": False,
+            "properties": {stage: _NUMBER for stage in LATENCY_STAGES},
+        },
+        "dropped": {"type": "integer", "minimum": 0},
+        "engine": {"type": "string", "minLength": 1},
+        "truth": {"enum": [0, 1, None]},
+    },
+}
+
+
+def engine_id(name: str, sha256: str) -> str:
+    """The `engine` field: the engine file's name and the first 12 hex digits of its sha256."""
+    digest = sha256.lower()
+    if not re.fullmatch(r"[0-9a-f]{%d,64}" % ENGINE_HASH_CHARS, digest):
+        raise ValueError(f"engine sha256 must be hex digits, got {sha256!r}")
+    return f"{name}@{digest[:ENGINE_HASH_CHARS]}"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One processed frame: what was seen, what was decided, how long it took.
+
+    `score` is the engine's raw score, `threshold` is in the same raw units (NOK when
+    score > threshold); `score_norm` is the score scaled by the calibration's normal range.
+    `dropped` counts the frames the capture ring buffer dropped so far (never processed, so
+    they have no record). `truth` is the label when known (0 good, 1 defect), else None.
+    """
+
+    frame_id: int
+    capture_ts: float
+    decided_ts: float
+    source: str
+    score: float
+    score_norm: float
+    threshold: float
+    verdict: str
+    latency_ms: Mapping[str, float]
+    dropped: int
+    engine: str
+    truth: int | None = None
+    schema: str = field(default=SCHEMA, init=False)
+
+    def __post_init__(self) -> None:
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"verdict must be one of {VERDICTS}, got {self.verdict!r}")
+        missing = [s for s in LATENCY_STAGES if s not in self.latency_ms]
+        if missing:
+            raise ValueError(f"latency_ms lacks {missing} (needs {LATENCY_STAGES})")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON data in schema order; a non-finite score becomes null, latencies keep 3 decimals."""
+        return {
+            "schema": self.schema,
+            "frame_id": int(self.frame_id),
+            "capture_ts": float(self.capture_ts),
+            "decided_ts": float(self.decided_ts),
+            "source": self.source,
+            "score": _finite_or_none(self.score),
+            "score_norm": _finite_or_none(self.score_norm),
+            "threshold": float(self.threshold),
+            "verdict": self.verdict,
+            "latency_ms": {s: round(float(self.latency_ms[s]), 3) for s in LATENCY_STAGES},
+            "dropped": int(self.dropped),
+            "engine": self.engine,
+            "truth": None if self.truth is None else int(self.truth),
+        }
+
+    def to_json(self) -> str:
+        """One line of compact JSON (no newline inside, none at the end)."""
+        return json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False)
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "decision record") -> Decision:
+        """A record checked against DECISION_SCHEMA; a mismatch is a UserError naming the field."""
+        problem = schema_problem(data, DECISION_SCHEMA)
+        if problem:
+            raise UserError(f"{where}: {problem}")
+        score, score_norm = data["score"], data["score_norm"]
+        return cls(
+            frame_id=int(data["frame_id"]),
+            capture_ts=float(data["capture_ts"]),
+            decided_ts=float(data["decided_ts"]),
+            source=data["source"],
+            score=math.nan if score is None else float(score),
+            score_norm=math.nan if score_norm is None else float(score_norm),
+            threshold=float(data["threshold"]),
+            verdict=data["verdict"],
+            latency_ms={s: float(data["latency_ms"][s]) for s in LATENCY_STAGES},
+            dropped=int(data["dropped"]),
+            engine=data["engine"],
+            truth=data.get("truth"),
+        )
+
+    @classmethod
+    def from_json(cls, line: str, where: str = "decision record") -> Decision:
+        """Parse one JSON line (as written by `to_json`)."""
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+        return cls.from_dict(data, where)
+
+
+def _finite_or_none(value: float) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+_TYPES: dict[str, Any] = {
+    "object": lambda v: isinstance(v, dict),
+    "string": lambda v: isinstance(v, str),
+    "null": lambda v: v is None,
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "integer": lambda v: (isinstance(v, int) and not isinstance(v, bool))
+    or (isinstance(v, float) and v.is_integer()),
+}
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value, default=repr)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _same(a: Any, b: Any) -> bool:
+    """JSON equality: true and 1 differ."""
+    return type(a) is type(b) and a == b if isinstance(a, bool) or isinstance(b, bool) else a == b
+
+
+def schema_problem(value: Any, schema: Mapping[str, Any], path: str = "") -> str | None:
+    """The first way `value` breaks `schema`, as one phrase, or None when it conforms.
+
+    Understands the keywords DECISION_SCHEMA uses: type, const, enum, minimum, minLength,
+    required, properties, additionalProperties (false).
+    """
+    name = path or "the record"
+    if "type" in schema:
+        types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+        if not any(_TYPES[t](value) for t in types):
+            return f"{name} must be {' or '.join(types)}, got {_show(value)}"
+    if "const" in schema and not _same(value, schema["const"]):
+        return f"{name} must be {_show(schema['const'])}, got {_show(value)}"
+    if "enum" in schema and not any(_same(value, e) for e in schema["enum"]):
+        return f"{name} must be one of {_show(schema['enum'])}, got {_show(value)}"
+    if "minimum" in schema and _TYPES["number"](value) and value < schema["minimum"]:
+        return f"{name} must be >= {schema['minimum']}, got {value}"
+    if "minLength" in schema and isinstance(value, str) and len(value) < schema["minLength"]:
+        return f"{name} must not be empty"
+    if isinstance(value, dict):
+        for key in schema.get("required", []):
+            if key not in value:
+                return f"missing field {(path + '.' if path else '') + key!r}"
+        properties = schema.get("properties", {})
+        if schema.get("additionalProperties") is False:
+            extra = sorted(set(value) - set(properties))
+            if extra:
+                return f"unknown field {(path + '.' if path else '') + extra[0]!r}"
+        for key, sub in properties.items():
+            if key in value:
+                problem = schema_problem(value[key], sub, f"{path}.{key}" if path else key)
+                if problem:
+                    return problem
+    return None

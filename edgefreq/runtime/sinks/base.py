@@ -1,0 +1,216 @@
+"""What every sink shares: its own bounded queue and worker thread, retries with backoff, stats.
+
+The camera loop calls `submit()`, which only appends to the sink's queue and returns: it never
+waits on a network, a disk or a lock held during I/O. When the queue is full the OLDEST queued
+decision is dropped (and counted): the newest decisions matter most to a line, and a PLC or
+dashboard that catches up wants the present, not a backlog. The worker thread delivers items in
+order; a failed delivery is retried with exponential backoff (`backoff_s`, doubling, capped at
+`backoff_max_s`) up to `retries` more times, then counted as failed and the next item goes.
+
+Counters (`stats()`): sent, dropped (queue overflow, or submitted after close), failed (gave up
+after retries, or a permanent error), retries (extra attempts), queued (waiting now). Every
+accepted item ends in exactly one of sent / dropped / failed, or is still queued or in flight.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edgefreq.errors import UserError
+from edgefreq.runtime.record import Decision
+
+log = logging.getLogger("edgefreq.sinks")
+
+
+@dataclass
+class SinkOptions:
+    """Options every sink takes, whatever its URI (a `sinks:` block of the run config)."""
+
+    queue: int = 256  # decisions waiting per sink; when full the oldest is dropped
+    retries: int = 5  # extra attempts after a failed delivery
+    backoff_s: float = 0.2  # wait before the first retry; doubles after each
+    backoff_max_s: float = 5.0  # longest wait between attempts
+    timeout_s: float = 2.0  # network sinks: HTTP request timeout, MQTT acknowledgement wait
+
+    def __post_init__(self) -> None:
+        if self.queue < 1:
+            raise UserError(f"sink options: queue must be >= 1, got {self.queue}")
+        if self.retries < 0:
+            raise UserError(f"sink options: retries must be >= 0, got {self.retries}")
+        if self.backoff_s < 0 or self.backoff_max_s < self.backoff_s:
+            raise UserError(
+                f"sink options: need 0 <= backoff_s <= backoff_max_s, got {self.backoff_s} and {self.backoff_max_s}"
+            )
+        if self.timeout_s <= 0:
+            raise UserError(f"sink options: timeout_s must be > 0, got {self.timeout_s}")
+
+
+class PermanentError(Exception):
+    """A delivery that retrying cannot fix (say HTTP 400): the item is counted as failed at once."""
+
+
+@dataclass(frozen=True)
+class Item:
+    """One queued delivery: the decision and, for sinks that keep them, private copies of the images."""
+
+    decision: Decision
+    frame: np.ndarray | None = None
+    amap: np.ndarray | None = None
+
+
+class Sink:
+    """Base class: subclasses implement `_deliver(item)` and, where needed, `_accept` and `_release`.
+
+    A subclass opens its resources in `__init__` (so a bad path or a busy port is a UserError
+    there), then `open_sink` calls `start()`. Use `close(timeout)` (or `with`) to flush and stop.
+    """
+
+    def __init__(self, name: str, options: SinkOptions | None = None) -> None:
+        self.name = name
+        self.options = options or SinkOptions()
+        self._queue: deque[Item] = deque()
+        self._cond = threading.Condition()
+        self._abort = threading.Event()
+        self._closing = False
+        self._report: dict[str, int] | None = None
+        self._inflight = 0
+        self._healthy = True
+        self._counts = {"sent": 0, "dropped": 0, "failed": 0, "retries": 0}
+        self._thread = threading.Thread(target=self._run, name=f"sink {name}", daemon=True)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
+
+    def __enter__(self) -> Sink:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def start(self) -> Sink:
+        """Start the worker thread; returns self."""
+        self._thread.start()
+        return self
+
+    def submit(self, decision: Decision, frame: np.ndarray | None = None, amap: np.ndarray | None = None) -> None:
+        """Queue `decision` (with the frame and anomaly map, for sinks that keep images) and return at once.
+
+        Sinks that keep images copy them here, so the caller may reuse its buffers afterwards.
+        """
+        item = self._accept(decision, frame, amap)
+        if item is None:
+            return
+        with self._cond:
+            if self._closing:
+                self._counts["dropped"] += 1
+                return
+            if len(self._queue) >= self.options.queue:
+                self._queue.popleft()
+                self._counts["dropped"] += 1
+            self._queue.append(item)
+            self._cond.notify()
+
+    def stats(self) -> dict[str, int]:
+        """sent, dropped, failed, retries, queued."""
+        with self._cond:
+            return {**self._counts, "queued": len(self._queue)}
+
+    def close(self, timeout: float = 5.0) -> dict[str, int]:
+        """Deliver what is queued within `timeout` seconds, stop, release resources.
+
+        Returns stats() plus `unsent`: decisions still queued or in flight when time ran out.
+        Calling it again returns the same report.
+        """
+        with self._cond:
+            if self._report is not None:
+                return self._report
+            self._closing = True
+            self._cond.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(max(timeout, 0.0))
+            if self._thread.is_alive():
+                self._abort.set()
+                self._thread.join(0.1)
+        try:
+            self._release()
+        except Exception as exc:  # a sink that cannot release must not break the caller's shutdown
+            log.warning("sink %s: error while closing: %s", self.name, exc)
+        with self._cond:
+            report = {**self._counts, "queued": len(self._queue), "unsent": len(self._queue) + self._inflight}
+            self._report = report
+        if report["unsent"] or report["failed"] or report["dropped"]:
+            log.warning(
+                "sink %s closed: %d delivered, %d not delivered in time, %d failed, %d dropped",
+                self.name, report["sent"], report["unsent"], report["failed"], report["dropped"],
+            )
+        return report
+
+    # -- for subclasses ---------------------------------------------------------------------
+
+    def _accept(self, decision: Decision, frame: np.ndarray | None, amap: np.ndarray | None) -> Item | None:
+        """The item to queue, or None to ignore this decision. Runs in the caller's thread: keep it cheap."""
+        return Item(decision)
+
+    def _deliver(self, item: Item) -> None:
+        """Deliver one item or raise (PermanentError: do not retry). Runs in the worker thread."""
+        raise NotImplementedError
+
+    def _release(self) -> None:
+        """Release connections, files, servers. Runs in close(), after the worker stopped or timed out."""
+
+    # -- worker -----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closing:
+                    self._cond.wait()
+                if not self._queue or self._abort.is_set():
+                    return
+                item = self._queue.popleft()
+                self._inflight = 1
+            outcome = self._attempt(item)
+            with self._cond:
+                self._inflight = 0
+                if outcome is None:
+                    self._queue.appendleft(item)  # aborted by close(): reported as unsent
+                    return
+                self._counts[outcome] += 1
+
+    def _attempt(self, item: Item) -> str | None:
+        """Try, then retry with backoff: 'sent', 'failed', or None when close() aborted the wait."""
+        opts = self.options
+        for attempt in range(opts.retries + 1):
+            if attempt:
+                if self._abort.wait(min(opts.backoff_max_s, opts.backoff_s * 2 ** (attempt - 1))):
+                    return None
+                with self._cond:
+                    self._counts["retries"] += 1
+            try:
+                self._deliver(item)
+            except PermanentError as exc:
+                self._set_health(False, exc)
+                return "failed"
+            except Exception as exc:  # any delivery error is retried; the loop must keep running
+                self._set_health(False, exc)
+                continue
+            self._set_health(True)
+            return "sent"
+        return "failed"
+
+    def _set_health(self, healthy: bool, exc: Exception | None = None) -> None:
+        """Log only the changes between delivering and failing, not every failure."""
+        if healthy and not self._healthy:
+            log.warning("sink %s: delivering again", self.name)
+        elif not healthy and self._healthy:
+            log.warning(
+                "sink %s: delivery failing (%s: %s); retrying with backoff, newest %d decisions kept",
+                self.name, type(exc).__name__, exc, self.options.queue,
+            )
+        self._healthy = healthy

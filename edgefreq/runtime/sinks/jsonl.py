@@ -1,0 +1,74 @@
+"""JSON lines: `-` / `stdout://` (standard output) and `file:///path/out.jsonl` (or a bare `*.jsonl` path).
+
+One decision per line, flushed after each line. A file is only ever appended to: an existing
+file keeps its content, and if its last line was cut short (power loss mid-write) a newline is
+added first, so every line written from now on parses on its own.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TextIO
+from urllib.parse import SplitResult, unquote
+
+from edgefreq.runtime.sinks.base import Item, Sink, SinkOptions
+from edgefreq.runtime.sinks.uri import bad, query
+
+
+class StdoutSink(Sink):
+    """Decisions as JSON lines on standard output (for piping into other tools)."""
+
+    @classmethod
+    def from_uri(cls, uri: str, parts: SplitResult, options: SinkOptions) -> StdoutSink:
+        if parts.netloc or parts.path:
+            raise bad(uri, "stdout takes no host or path: write '-' or 'stdout://'")
+        query(uri, parts, ())
+        return cls("stdout://", options)
+
+    def _deliver(self, item: Item) -> None:
+        out: TextIO = sys.stdout  # looked up per line, so a redirected sys.stdout is honoured
+        out.write(item.decision.to_json() + "\n")
+        out.flush()
+
+
+class JsonlFileSink(Sink):
+    """Decisions appended to a JSON lines file, one flushed line each."""
+
+    def __init__(self, path: Path, options: SinkOptions | None = None, uri: str | None = None) -> None:
+        super().__init__(uri or f"file://{path}", options)
+        self.path = path
+        where = uri or str(path)
+        if path.is_dir():
+            raise bad(where, f"{path} is a folder; give a file name ending .jsonl")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            needs_newline = path.exists() and path.stat().st_size > 0 and _last_byte(path) != b"\n"
+            self._file = path.open("a", encoding="utf-8", newline="\n")
+            if needs_newline:
+                self._file.write("\n")
+                self._file.flush()
+        except OSError as exc:
+            raise bad(where, f"cannot append to {path} ({exc.strerror}); check the folder exists and is writable") from None
+
+    @classmethod
+    def from_uri(cls, uri: str, parts: SplitResult, options: SinkOptions) -> JsonlFileSink:
+        query(uri, parts, ())
+        if parts.scheme == "":
+            return cls(Path(uri).expanduser(), options, uri)
+        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+            raise bad(uri, "write file:///absolute/path.jsonl (three slashes), or just the path")
+        return cls(Path(unquote(parts.path)), options, uri)
+
+    def _deliver(self, item: Item) -> None:
+        self._file.write(item.decision.to_json() + "\n")
+        self._file.flush()
+
+    def _release(self) -> None:
+        self._file.close()
+
+
+def _last_byte(path: Path) -> bytes:
+    with path.open("rb") as f:
+        f.seek(-1, 2)
+        return f.read(1)

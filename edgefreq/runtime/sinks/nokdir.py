@@ -1,0 +1,141 @@
+"""NOK archive: `nokdir:///path/to/dir?max_mb=200`, the evidence for every rejected part.
+
+For each NOK decision (OK decisions are ignored) it writes, named by capture time (UTC) and
+frame id so that names sort oldest first:
+
+    20250131T142501.123Z_00004711.json          the decision record
+    20250131T142501.123Z_00004711.png           the frame (when one was submitted)
+    20250131T142501.123Z_00004711_heatmap.png   the frame with the anomaly map blended on top
+                                                (when a frame and a map were submitted)
+
+The frame is uint8, gray (HxW) or BGR (HxWx3, OpenCV order). The anomaly map (HxW, any size and
+scale; leading axes of size 1 are dropped) is stretched between its own min and max, coloured
+with the JET colormap (blue low, red high) and resized onto the frame: pass the frame the map was
+computed from (the ROI crop) for the two to line up. Files appear atomically (written to a
+hidden temporary name, then renamed).
+
+The folder is capped at `max_mb` megabytes (1 MB = 10^6 bytes): after each write the oldest
+records (all files of a frame together) are removed until it fits; the newest record is always
+kept. Only files with this naming are counted or ever removed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections import OrderedDict
+from pathlib import Path
+from urllib.parse import SplitResult, unquote
+
+import cv2
+import numpy as np
+
+from edgefreq.runtime.record import Decision
+from edgefreq.runtime.sinks.base import Item, PermanentError, Sink, SinkOptions
+from edgefreq.runtime.sinks.uri import as_number, bad, query
+
+DEFAULT_MAX_MB = 200.0
+HEATMAP_WEIGHT = 0.45  # share of the colour map in the overlay
+_NAME = re.compile(r"^(\d{8}T\d{6}\.\d{3}Z_\d+)(\.json|\.png|_heatmap\.png)$")
+
+
+def record_stem(decision: Decision) -> str:
+    """`YYYYmmddTHHMMSS.mmmZ_FRAMEID`: sorts by capture time, unique per frame."""
+    seconds = int(decision.capture_ts)
+    millis = int(round((decision.capture_ts - seconds) * 1000))
+    if millis == 1000:
+        seconds, millis = seconds + 1, 0
+    return f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime(seconds))}.{millis:03d}Z_{decision.frame_id:08d}"
+
+
+def heatmap_overlay(frame: np.ndarray, amap: np.ndarray) -> np.ndarray:
+    """The frame (as BGR) with the min-max stretched, JET-coloured anomaly map blended on top."""
+    amap = np.asarray(amap, dtype=np.float32)
+    while amap.ndim > 2 and amap.shape[0] == 1:
+        amap = amap[0]
+    if amap.ndim != 2:
+        raise PermanentError(f"anomaly map must be HxW, got shape {amap.shape}")
+    amap = np.nan_to_num(amap, nan=0.0, posinf=0.0, neginf=0.0)
+    low, high = float(amap.min()), float(amap.max())
+    scaled = np.zeros(amap.shape, np.uint8) if high <= low else ((amap - low) * (255.0 / (high - low))).astype(np.uint8)
+    heat = cv2.applyColorMap(scaled, cv2.COLORMAP_JET)
+    base = _bgr(frame)
+    heat = cv2.resize(heat, (base.shape[1], base.shape[0]), interpolation=cv2.INTER_LINEAR)
+    return cv2.addWeighted(base, 1.0 - HEATMAP_WEIGHT, heat, HEATMAP_WEIGHT, 0.0)
+
+
+def _bgr(frame: np.ndarray) -> np.ndarray:
+    if frame.dtype != np.uint8 or not (frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] in (1, 3))):
+        raise PermanentError(f"frame must be uint8 HxW or HxWx3 (BGR), got {frame.dtype} {frame.shape}")
+    return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR) if frame.ndim == 2 or frame.shape[2] == 1 else frame
+
+
+class NokDirSink(Sink):
+    """Writes NOK frames, heatmap overlays and records into a size-capped folder."""
+
+    def __init__(self, folder: Path, max_mb: float = DEFAULT_MAX_MB, options: SinkOptions | None = None, uri: str | None = None) -> None:
+        super().__init__(uri or f"nokdir://{folder}?max_mb={max_mb:g}", options)
+        self.folder = folder
+        self.max_bytes = int(max_mb * 1e6)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            probe = folder / ".edgefreq-write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+            existing = sorted(p for p in folder.iterdir() if _NAME.match(p.name))
+            sizes = [(p, p.stat().st_size) for p in existing]
+        except OSError as exc:
+            raise bad(self.name, f"cannot write into {folder} ({exc.strerror}); check the path and its permissions") from None
+        self._records: OrderedDict[str, int] = OrderedDict()  # stem -> bytes, oldest first
+        for path, size in sizes:
+            stem = _NAME.match(path.name).group(1)
+            self._records[stem] = self._records.get(stem, 0) + size
+        self._bytes = sum(self._records.values())
+
+    @classmethod
+    def from_uri(cls, uri: str, parts: SplitResult, options: SinkOptions) -> NokDirSink:
+        opts = query(uri, parts, ("max_mb",))
+        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+            raise bad(uri, "write nokdir:///absolute/folder (three slashes)")
+        max_mb = float(as_number(uri, "max_mb", opts.get("max_mb", str(DEFAULT_MAX_MB)), float, 1e-6, 1e9))
+        return cls(Path(unquote(parts.path)), max_mb, options, uri)
+
+    def _accept(self, decision: Decision, frame: np.ndarray | None, amap: np.ndarray | None) -> Item | None:
+        if decision.verdict != "NOK":
+            return None
+        return Item(
+            decision,
+            None if frame is None else np.array(frame, copy=True),
+            None if amap is None else np.array(amap, copy=True),
+        )
+
+    def _deliver(self, item: Item) -> None:
+        stem = record_stem(item.decision)
+        files = {f"{stem}.json": (item.decision.to_json() + "\n").encode()}
+        if item.frame is not None:
+            files[f"{stem}.png"] = _png(_bgr(item.frame))
+            if item.amap is not None:
+                files[f"{stem}_heatmap.png"] = _png(heatmap_overlay(item.frame, item.amap))
+        for name, data in files.items():
+            temporary = self.folder / f".{name}.tmp"
+            temporary.write_bytes(data)
+            os.replace(temporary, self.folder / name)
+        size = sum(len(data) for data in files.values())
+        self._bytes += size - self._records.pop(stem, 0)
+        self._records[stem] = size
+        self._enforce_cap()
+
+    def _enforce_cap(self) -> None:
+        while self._bytes > self.max_bytes and len(self._records) > 1:
+            stem, size = self._records.popitem(last=False)
+            for suffix in (".json", ".png", "_heatmap.png"):
+                (self.folder / f"{stem}{suffix}").unlink(missing_ok=True)
+            self._bytes -= size
+
+
+def _png(image: np.ndarray) -> bytes:
+    ok, buffer = cv2.imencode(".png", image)
+    if not ok:
+        raise PermanentError(f"OpenCV could not encode a {image.shape} image as PNG")
+    return buffer.tobytes()

@@ -1,0 +1,145 @@
+"""Shared test fixtures.
+
+Servers the integration tests talk to are real processes bound to 127.0.0.1 on free ports,
+stopped at teardown. When a server's binary is missing the test is skipped with the apt
+package to install, unless EDGEFREQ_REQUIRE_SERVERS=1 (CI sets it): then it fails.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from edgefreq.runtime.record import Decision
+
+REQUIRE_SERVERS = os.environ.get("EDGEFREQ_REQUIRE_SERVERS") == "1"
+
+
+def require_binary(name: str, apt_package: str) -> str:
+    """Path of a server binary (PATH, then the sbin folders), else skip (or fail under CI)."""
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin:/sbin")
+    if found:
+        return found
+    reason = f"{name} is not installed (apt-get install {apt_package})"
+    if REQUIRE_SERVERS:
+        pytest.fail(f"{reason}; EDGEFREQ_REQUIRE_SERVERS=1 requires it")
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 5.0, every: float = 0.02) -> bool:
+    """Poll `condition` until it holds or `timeout` seconds pass; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(every)
+    return True
+
+
+class Mosquitto:
+    """A mosquitto broker on 127.0.0.1:port; `kill()` and `start()` again keep the same port."""
+
+    def __init__(self, binary: str, folder: Path, config: list[str]) -> None:
+        self.port = free_port()
+        self.folder = folder
+        self.log = folder / "mosquitto.log"
+        self.config = folder / "mosquitto.conf"
+        lines = [f"listener {self.port} 127.0.0.1", "persistence false", "log_dest stdout", *config]
+        if os.geteuid() == 0:
+            lines.append(f"user {getpass.getuser()}")  # stay root: it must read files in the test folder
+        self.config.write_text("\n".join(lines) + "\n")
+        self.binary = binary
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen([self.binary, "-c", str(self.config)], stdout=log, stderr=subprocess.STDOUT)
+        if not wait_until(lambda: port_open(self.port) or self.process.poll() is not None, 10.0) or self.process.poll() is not None:
+            self.stop()
+            pytest.fail(f"mosquitto did not start on port {self.port}:\n{self.log.read_text()[-2000:]}")
+
+    def kill(self) -> None:
+        """Crash the broker (SIGKILL): no goodbye to its clients."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def mosquitto_factory(tmp_path: Path) -> Iterator[Callable[..., Mosquitto]]:
+    """make(config_lines=[...]) -> a started broker; all are stopped at teardown."""
+    binary = require_binary("mosquitto", "mosquitto")
+    brokers: list[Mosquitto] = []
+
+    def make(config_lines: list[str] | None = None) -> Mosquitto:
+        folder = tmp_path / f"mosquitto{len(brokers)}"
+        folder.mkdir()
+        broker = Mosquitto(binary, folder, config_lines if config_lines is not None else ["allow_anonymous true"])
+        brokers.append(broker)
+        broker.start()
+        return broker
+
+    yield make
+    for broker in brokers:
+        broker.stop()
+
+
+@pytest.fixture
+def mosquitto(mosquitto_factory: Callable[..., Mosquitto]) -> Mosquitto:
+    """A started anonymous broker on 127.0.0.1."""
+    return mosquitto_factory()
+
+
+@pytest.fixture
+def make_decision() -> Callable[..., Decision]:
+    """make_decision(frame_id=0, verdict="OK", **other fields) -> a valid Decision."""
+
+    def make(frame_id: int = 0, verdict: str = "OK", **changes: object) -> Decision:
+        fields: dict[str, object] = dict(
+            frame_id=frame_id,
+            capture_ts=1_738_333_501.0 + frame_id / 30,
+            decided_ts=1_738_333_501.01 + frame_id / 30,
+            source="file:///line1/frames",
+            score=0.02 if verdict == "NOK" else 0.005,
+            score_norm=2.5 if verdict == "NOK" else 0.4,
+            threshold=0.01,
+            verdict=verdict,
+            latency_ms={"capture": 0.5, "preprocess": 1.0, "infer": 8.0, "decide": 0.1, "total": 9.6},
+            dropped=0,
+            engine="bottle.onnx@0123456789ab",
+        )
+        fields.update(changes)
+        return Decision(**fields)
+
+    return make
