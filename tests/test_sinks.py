@@ -112,6 +112,16 @@ def test_a_dead_sink_never_slows_submit(make_decision):
     assert report["sent"] == 0 and report["dropped"] + report["failed"] + report["unsent"] == 1000
 
 
+def test_a_failing_accept_is_counted_not_raised(make_decision):
+    class Picky(Recorder):
+        def _accept(self, decision, frame, amap):
+            raise TypeError("cannot copy this frame")
+
+    sink = Picky().start()
+    sink.submit(make_decision(1), frame=object())
+    assert sink.close(timeout=5)["failed"] == 1
+
+
 def test_options_are_checked():
     with pytest.raises(UserError, match="queue"):
         SinkOptions(queue=0)

@@ -103,7 +103,13 @@ class Sink:
 
         Sinks that keep images copy them here, so the caller may reuse its buffers afterwards.
         """
-        item = self._accept(decision, frame, amap)
+        try:
+            item = self._accept(decision, frame, amap)
+        except Exception as exc:  # e.g. an image that cannot be copied: lose this item, never the line
+            self._set_health(False, exc)
+            with self._cond:
+                self._counts["failed"] += 1
+            return
         if item is None:
             return
         with self._cond:
