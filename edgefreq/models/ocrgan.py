@@ -1,0 +1,124 @@
+"""OCR-GAN (Liang et al., TIP 2023) and its baseline Skip-GANomaly (the same code, one band, no CS).
+
+One U-Net generator per FD band; Channel Selection mixes the band encoders after every encoder
+level (the weighted features feed the next level and the skip); the output is the sum of the
+band reconstructions and the target the sum of the bands. A DCGAN discriminator gives the
+adversarial loss and the latent features of the latent loss and the score.
+
+    G loss = w_adv * BCE(D(x_hat), real) + w_con * content(x_hat, x) + w_lat * |f(x_hat) - f(x)|^2
+    D loss = BCE(D(x), real) + BCE(D(x_hat.detach()), fake) [+ BCE(D(forged), fake)]
+    score  = lambda * mean (x - x_hat)^2 + (1 - lambda) * mean (f(x) - f(x_hat))^2
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edgefreq.errors import UserError
+
+from .base import AnomalyModel, halvings
+from .config import ModelConfig
+from .cs import ChannelSelection
+from .discriminator import Discriminator
+from .losses import content_loss
+from .unet import UNet, level_channels
+
+
+def dcgan_init(m: nn.Module) -> None:
+    """The DCGAN initialization Skip-GANomaly and OCR-GAN use: conv N(0, 0.02), BatchNorm N(1, 0.02)."""
+    if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.normal_(m.weight, 0.0, 0.02)
+    elif isinstance(m, nn.BatchNorm2d):
+        nn.init.normal_(m.weight, 1.0, 0.02)
+        nn.init.zeros_(m.bias)
+
+
+class OCRGAN(AnomalyModel):
+    has_discriminator = True
+
+    def __init__(self, cfg: ModelConfig, in_channels: int, levels: int, size: tuple[int, int]) -> None:
+        super().__init__(cfg, in_channels, levels, size)
+        if cfg.kind == "skipganomaly" and levels != 1:
+            raise UserError(f"skipganomaly runs without FD: set the FD levels to 1 (got {levels}), or use kind: ocrgan")
+        max_depth = halvings(size)
+        self.depth = cfg.depth if cfg.depth is not None else max_depth
+        if max_depth == 0 or self.depth > max_depth:
+            raise UserError(
+                f"model.depth {self.depth} does not fit a {size[0]}x{size[1]} input: each U-Net level halves it, "
+                f"so both sides must be divisible by 2^depth (this size allows depth <= {max_depth})"
+            )
+        self.generators = nn.ModuleList(UNet(in_channels, in_channels, cfg.ngf, self.depth) for _ in range(levels))
+        self.netd = Discriminator(in_channels, cfg.ndf, cfg.nz, size)
+        self.apply(dcgan_init)
+        # With one band there is nothing to select between: CS is the identity and is left out.
+        self.cs = None
+        if cfg.cs and levels > 1:
+            self.cs = nn.ModuleList(ChannelSelection(c, levels) for c in level_channels(cfg.ngf, self.depth))
+        self.content = content_loss(cfg.content_loss, cfg.freq_floor, cfg.freq_pixel)
+
+    def generator_parameters(self) -> list[nn.Parameter]:
+        params = list(self.generators.parameters())
+        return params + (list(self.cs.parameters()) if self.cs is not None else [])
+
+    def discriminator_parameters(self) -> list[nn.Parameter]:
+        return list(self.netd.parameters())
+
+    def band_reconstructions(self, bands: list[torch.Tensor]) -> list[torch.Tensor]:
+        """One reconstruction per band: the encoders run level by level, CS mixing them at each."""
+        self.check_bands(bands)
+        feats = list(bands)
+        skips: list[list[torch.Tensor]] = []
+        for level in range(self.depth):
+            feats = [g.downs[level](f) for g, f in zip(self.generators, feats)]
+            if self.cs is not None:
+                feats = self.cs[level](feats)
+            skips.append(feats)
+        return [g.decode([s[b] for s in skips]) for b, g in enumerate(self.generators)]
+
+    def reconstruct(self, bands: list[torch.Tensor]) -> torch.Tensor:
+        return self.target(self.band_reconstructions(bands))
+
+    def losses_g(self, bands: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Gradients also reach D's parameters: zero D's gradients before the D step."""
+        x = self.target(bands)
+        x_hat = self.reconstruct(bands)
+        logit_fake, feat_fake = self.netd(x_hat)
+        with torch.no_grad():
+            _, feat_real = self.netd(x)
+        adv = F.binary_cross_entropy_with_logits(logit_fake, torch.ones_like(logit_fake))
+        con = self.content(x_hat, x)
+        lat = F.mse_loss(feat_fake, feat_real)
+        total = self.cfg.w_adv * adv + self.cfg.w_con * con + self.cfg.w_lat * lat
+        return {"total": total, "adv": adv, "content": con, "latent": lat}
+
+    def losses_d(self, bands: list[torch.Tensor], fake_bands: list[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """Real = the bands' image; fake = G's reconstruction, recomputed without a graph; forged
+        bands (CutPaste + CutOut, from the training loop) are extra fakes. G never sees them."""
+        x = self.target(bands)
+        with torch.no_grad():
+            x_hat = self.reconstruct(bands)
+        logit_real, _ = self.netd(x)
+        logit_fake, _ = self.netd(x_hat)
+        parts = {
+            "real": F.binary_cross_entropy_with_logits(logit_real, torch.ones_like(logit_real)),
+            "fake": F.binary_cross_entropy_with_logits(logit_fake, torch.zeros_like(logit_fake)),
+        }
+        if fake_bands is not None:
+            self.check_bands(fake_bands)
+            logit_forged, _ = self.netd(self.target(fake_bands))
+            parts["forged"] = F.binary_cross_entropy_with_logits(logit_forged, torch.zeros_like(logit_forged))
+        return {"total": torch.stack(list(parts.values())).sum(), **parts}
+
+    def score(self, bands: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.target(bands)
+        x_hat = self.reconstruct(bands)
+        err = (x - x_hat) ** 2
+        score = err.flatten(1).mean(dim=1)
+        lam = self.cfg.lambda_score
+        if lam < 1.0:  # a config constant, not data: lambda 1 drops D from the engine
+            _, f_real = self.netd(x)
+            _, f_fake = self.netd(x_hat)
+            score = lam * score + (1.0 - lam) * ((f_real - f_fake) ** 2).mean(dim=1)
+        return score, self.anomaly_map(err)
