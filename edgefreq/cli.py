@@ -19,6 +19,9 @@ VERBS: dict[str, tuple[str, str]] = {
     "train": ("edgefreq.train", "train a model on good images (fixed epoch budget, resumable)"),
     "calibrate": ("edgefreq.calibrate", "score held-out good images: normal range and threshold"),
     "eval": ("edgefreq.evaluate", "image/pixel AUROC, false-reject and escape rates, figures, report"),
+    "export": ("edgefreq.export.cli_export", "export a run to ONNX (+ fp16 / int8 variants) with its sidecar"),
+    "build": ("edgefreq.export.cli_build", "build an export into a TensorRT plan or an AOTInductor package"),
+    "run": ("edgefreq.runtime.cli_run", "the line: camera -> FD -> engine -> OK/NOK -> sinks"),
     "fd": ("edgefreq.kernels.cli", "write the frequency bands of an image as PNGs (what the model sees)"),
 }
 

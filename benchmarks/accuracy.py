@@ -1,0 +1,137 @@
+"""Train, calibrate and evaluate a plan of configurations with the honest protocol; one row each.
+
+    python benchmarks/accuracy.py benchmarks/plans/cpu-budget.yaml [--only NAME ...] [--runs runs/accuracy]
+
+A plan lists runs: name, dataset (a folder under ../shared/data or a path), config (shipped name
+or YAML), overrides (`section.key=value`), seeds. Each (name, seed) is trained for the config's
+fixed epochs (the last epoch is the model), calibrated on its held-out good images, evaluated on
+the test set once. Finished runs are recorded in benchmarks/results/accuracy.jsonl and skipped
+next time (an interrupted run resumes from its checkpoint); benchmarks/results/accuracy.md is
+rebuilt from the JSONL after every run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from edgefreq.calibrate import calibrate
+from edgefreq.calibration import ThresholdPolicy
+from edgefreq.evaluate import evaluate
+from edgefreq.models import build_model, count_parameters, flops
+from edgefreq.rundir import load_config
+from edgefreq.train import train
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+JSONL = RESULTS / "accuracy.jsonl"
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def machine() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"CPU {platform.machine()} x{torch.get_num_threads()} threads"
+
+
+def done_keys() -> set[tuple[str, str, int]]:
+    if not JSONL.exists():
+        return set()
+    return {(r["dataset"], r["name"], r["seed"]) for r in map(json.loads, JSONL.read_text().splitlines())}
+
+
+def run_one(entry: dict, seed: int, runs: Path) -> dict:
+    data = Path(entry["dataset"])
+    data = data if data.is_absolute() or data.exists() else SHARED_DATA / data
+    overrides = list(entry.get("overrides", [])) + [f"train.seed={seed}"]
+    cfg = load_config(entry["config"], overrides)
+    out = runs / f"{data.name}-{entry['name']}-seed{seed}"
+    t0 = time.perf_counter()
+    train(cfg, data, out)
+    train_s = time.perf_counter() - t0
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    cal = calibrate(out, ThresholdPolicy(), device=cfg.train.device)
+    report = evaluate(out, data, out / "eval", device=cfg.train.device)
+    spec = cfg.preprocess
+    model = build_model(cfg.model, spec.channels, spec.levels, spec.size)
+    command = " ".join(
+        ["edgefreq train", f"--data {data}", f"--config {entry['config']}"] + [f"--set {shlex.quote(o)}" for o in overrides]
+    )
+    return {
+        "name": entry["name"],
+        "dataset": data.name,
+        "config": entry["config"],
+        "overrides": overrides,
+        "seed": seed,
+        "epochs": cfg.train.epochs,
+        "image_auroc": report["image_auroc"],
+        "pixel_auroc": report["pixel_auroc"],
+        "false_reject_rate": report["false_reject_rate"],
+        "escape_rate": report["escape_rate"],
+        "calibration_false_reject_rate": cal.false_reject_rate,
+        "per_defect": {d["defect"]: d["image_auroc"] for d in report["per_defect"]},
+        "params": count_parameters(model),
+        "gflops": flops(model, spec.channels, spec.size, spec.levels) / 1e9,
+        "machine": machine(),
+        "train_seconds": round(train_s, 1),
+        "train_seconds_logged": round(sum(r["seconds"] for r in log), 1),
+        "command": command,
+        "torch": torch.__version__,
+    }
+
+
+def fmt(v) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
+
+
+def write_markdown(header: str) -> None:
+    rows = [json.loads(line) for line in JSONL.read_text().splitlines()] if JSONL.exists() else []
+    lines = [header.rstrip(), "", "## Runs", "",
+             "| dataset | run | seed | epochs | image AUROC | pixel AUROC | false-reject (test good) | escape | params | GFLOPs/frame | machine | train wall |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['dataset']} | {r['name']} | {r['seed']} | {r['epochs']} | {fmt(r['image_auroc'])} | {fmt(r['pixel_auroc'])} | "
+            f"{fmt(r['false_reject_rate'])} | {fmt(r['escape_rate'])} | {r['params'] / 1e6:.2f} M | {r['gflops']:.3f} | {r['machine']} | {r['train_seconds'] / 60:.1f} min |"
+        )
+    lines += ["", "## Commands", ""]
+    for r in rows:
+        lines.append(f"- {r['name']} seed {r['seed']}: `{r['command']}` then `edgefreq calibrate` and `edgefreq eval` (torch {r['torch']})")
+    (RESULTS / "accuracy.md").write_text("\n".join(lines) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("plan", type=Path)
+    p.add_argument("--only", nargs="*", help="run only these names")
+    p.add_argument("--runs", type=Path, default=ROOT / "runs" / "accuracy", help="where run folders go")
+    args = p.parse_args(argv)
+    plan = yaml.safe_load(args.plan.read_text())
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    header = (RESULTS / "accuracy-header.md").read_text() if (RESULTS / "accuracy-header.md").exists() else "# Accuracy"
+    for entry in plan["runs"]:
+        if args.only and entry["name"] not in args.only:
+            continue
+        for seed in entry.get("seeds", [1]):
+            if (Path(entry["dataset"]).name, entry["name"], seed) in done_keys():
+                print(f"skip {entry['name']} seed {seed}: already recorded", file=sys.stderr)
+                continue
+            row = run_one(entry, seed, args.runs)
+            with open(JSONL, "a") as f:
+                f.write(json.dumps(row) + "\n")
+            write_markdown(header)
+            print(f"{row['name']} seed {seed}: image AUROC {fmt(row['image_auroc'])}, pixel {fmt(row['pixel_auroc'])}, "
+                  f"{row['train_seconds'] / 60:.1f} min", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""`edgefreq run`: the line. Every frame gets one OK/NOK decision, delivered to every sink.
+
+With no --engine it runs the embedded default model, and with no --camera/--source the synthetic
+demo line (300 frames at 30 fps), so `edgefreq run` works on a fresh machine with no GPU and no
+camera.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from edgefreq.errors import UserError
+from edgefreq.runtime.backends import open_backend
+from edgefreq.runtime.capture import Capture
+from edgefreq.runtime.inspector import Inspector
+from edgefreq.runtime.loop import StopSignals, run_line
+from edgefreq.runtime.sinks import GRAMMAR, open_sink
+from edgefreq.runtime.sources import SourceOptions, open_source
+
+EMBEDDED = Path(__file__).resolve().parents[1] / "embedded" / "default.onnx"
+DEMO_SOURCE = "synthetic://"
+DEMO_OPTIONS = {"rate": 30.0, "max_frames": 300}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engine", type=Path, help="engine file (.onnx, .plan, .pt2) or run folder; default: the embedded model")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--camera", type=int, metavar="N", help="camera index (V4L2 through OpenCV)")
+    src.add_argument("--source", metavar="URI", help="v4l2:///dev/videoN, csi://N, rtsp://..., a video/image/folder path, synthetic://")
+    p.add_argument("--sink", action="append", metavar="URI", help=f"where decisions go (repeatable; default -): {GRAMMAR}")
+    p.add_argument("--roi", type=int, nargs=4, metavar=("X", "Y", "W", "H"), help="override the sidecar's ROI (frame pixels)")
+    p.add_argument("--batch", type=int, default=1, help="inspect up to N queued frames at once (default 1)")
+    p.add_argument("--fd", default="auto", choices=("auto", "opencv", "torch", "triton"), help="FD implementation (default: Triton on CUDA, OpenCV on CPU)")
+    p.add_argument("--width", type=int, default=0, help="requested camera width")
+    p.add_argument("--height", type=int, default=0, help="requested camera height")
+    p.add_argument("--fps", type=float, default=0.0, help="requested camera frame rate")
+    p.add_argument("--loop", type=int, help="passes over a file or folder (0 = forever; default 1)")
+    p.add_argument("--rate", type=float, help="frames per second from files and the synthetic line (0 = as fast as possible)")
+    p.add_argument("--max-frames", type=int, help="stop after N frames (0 = no limit)")
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds without a frame before a live source is reopened")
+    p.add_argument("--capacity", type=int, default=4, help="capture ring size; the oldest frame is dropped when full")
+    p.add_argument("--summary", type=Path, help="also write the summary as JSON to this file")
+    p.add_argument("--show", action="store_true", help="show frames, heatmaps and verdicts in a window")
+    p.add_argument("--quiet", action="store_true", help="only warnings and the summary on stderr")
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="edgefreq: %(message)s", stream=sys.stderr)
+    engine = args.engine or EMBEDDED
+    if args.engine is None and not EMBEDDED.exists():
+        raise UserError(f"the embedded default model is missing ({EMBEDDED}): reinstall edgefreq or pass --engine")
+    demo = args.camera is None and args.source is None
+    uri = str(args.camera) if args.camera is not None else args.source or DEMO_SOURCE
+    defaults = DEMO_OPTIONS if demo else {"rate": 0.0, "max_frames": 0}
+    options = SourceOptions(
+        width=args.width, height=args.height, fps=args.fps,
+        loop=1 if args.loop is None else args.loop,
+        timeout=args.timeout,
+        rate=defaults["rate"] if args.rate is None else args.rate,
+        max_frames=defaults["max_frames"] if args.max_frames is None else args.max_frames,
+    )
+    if args.batch < 1 or args.capacity < 1:
+        raise UserError("--batch and --capacity must be at least 1")
+    backend = open_backend(engine)
+    inspector = Inspector(backend, args.fd, tuple(args.roi) if args.roi else None)
+    display = None
+    if args.show:
+        from edgefreq.runtime.display import Display
+
+        display = Display(inspector.threshold)
+    sinks = []
+    try:
+        for sink_uri in args.sink or ["-"]:
+            sinks.append(open_sink(sink_uri))
+        source = open_source(uri, options)
+    except BaseException:
+        for sink in sinks:
+            sink.close(1.0)
+        raise
+    logging.getLogger("edgefreq").info(
+        "inspecting %s with %s (%s, threshold %.5g)%s", source.uri, engine, backend.device, inspector.threshold,
+        " (demo: the synthetic line, 300 frames)" if demo else "",
+    )
+    with StopSignals() as stop:
+        capture = Capture(source, options, capacity=args.capacity)
+        on_inspection = None
+        if display is not None:
+            def on_inspection(inspection):
+                display.show(inspection)
+                if display.closed:
+                    stop.set()
+        summary = run_line(capture, inspector, sinks, stop, max_batch=min(args.batch, backend.max_batch or args.batch), on_inspection=on_inspection)
+    backend.close()
+    if display is not None:
+        display.close()
+    print(summary.text(), file=sys.stderr)
+    if args.summary:
+        args.summary.write_text(json.dumps(summary.to_dict(), indent=2))
+    return 1 if summary.source_error else 0

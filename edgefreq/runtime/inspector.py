@@ -1,0 +1,129 @@
+"""Frames in, decisions out: preprocess + FD, the engine, and the decision against the sidecar.
+
+One `Inspector` per engine. `inspect(frames)` handles a batch of frames of one size in one
+FD call and one engine call; every frame gets exactly one Decision. A frame that cannot be
+inspected (wrong size for the ROI, corrupt) gets a fail-safe NOK decision with no score, and the
+reason is kept in `Inspection.error`, so the line rejects a part it could not check.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from edgefreq.errors import UserError
+from edgefreq.kernels import frame_to_bands
+from edgefreq.runtime.frame import Frame
+from edgefreq.runtime.record import Decision
+
+log = logging.getLogger("edgefreq")
+
+
+@dataclass
+class Inspection:
+    decision: Decision
+    frame: Frame
+    amap: np.ndarray | None
+    view: np.ndarray  # the part of the frame the model saw (the ROI), which the map covers
+    error: str | None = None
+
+
+class Inspector:
+    """Turns frames into decisions with one backend (DESIGN.md decision 8) and its sidecar."""
+
+    def __init__(self, backend, fd_impl: str = "auto", roi: tuple[int, int, int, int] | None = None) -> None:
+        if backend.calibration is None:
+            raise UserError(
+                f"{backend.engine_id}: the engine has no calibration: run `edgefreq calibrate` on its run, then export again"
+            )
+        self.backend = backend
+        self.spec = backend.preprocess if roi is None else replace(backend.preprocess, roi=tuple(roi))
+        self.calibration = backend.calibration
+        self.threshold = float(self.calibration.threshold)
+        self.engine = backend.engine_id
+        self.device = torch.device(backend.device)
+        self.fd_impl = fd_impl if self.device.type == "cuda" or fd_impl != "auto" else "opencv"
+
+    def _bands(self, images: list[np.ndarray]) -> list:
+        batch = np.stack(images)
+        if self.device.type == "cuda":
+            frames = torch.from_numpy(batch).pin_memory().to(self.device, non_blocking=True)
+            return frame_to_bands(frames, self.spec, impl=self.fd_impl)
+        return [b.numpy() for b in frame_to_bands(batch, self.spec, impl=self.fd_impl)]
+
+    def inspect(self, frames: list[Frame], dropped: int) -> list[Inspection]:
+        """Decisions for `frames` (in order). Frames of different sizes are inspected in groups."""
+        out: list[Inspection] = []
+        start = 0
+        while start < len(frames):
+            end = start + 1
+            while end < len(frames) and frames[end].image.shape == frames[start].image.shape:
+                end += 1
+            out.extend(self._inspect_group(frames[start:end], dropped))
+            start = end
+        return out
+
+    def _inspect_group(self, frames: list[Frame], dropped: int) -> list[Inspection]:
+        t0 = time.perf_counter()
+        wall0 = time.time()
+        try:
+            bands = self._bands([f.image for f in frames])
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            t1 = time.perf_counter()
+            scores, maps = self.backend.infer(bands)
+        except UserError as exc:
+            if len(frames) > 1:  # find the frame that is at fault, inspect the rest
+                return [i for f in frames for i in self._inspect_group([f], dropped)]
+            return [self._failed(frames[0], str(exc), dropped, wall0)]
+        t2 = time.perf_counter()
+        out = []
+        for k, frame in enumerate(frames):
+            score = float(scores[k])
+            nok = not math.isfinite(score) or score > self.threshold
+            t3 = time.perf_counter()
+            latency = {
+                "capture": max(0.0, (wall0 - frame.timestamp) * 1000.0),
+                "preprocess": (t1 - t0) * 1000.0,
+                "infer": (t2 - t1) * 1000.0,
+                "decide": (t3 - t2) * 1000.0,
+            }
+            latency["total"] = sum(latency.values())
+            decision = Decision(
+                frame_id=frame.frame_id,
+                capture_ts=frame.timestamp,
+                decided_ts=time.time(),
+                source=frame.source,
+                score=score,
+                score_norm=self.calibration.normalize(score),
+                threshold=self.threshold,
+                verdict="NOK" if nok else "OK",
+                latency_ms=latency,
+                dropped=dropped,
+                engine=self.engine,
+                truth=frame.truth,
+            )
+            out.append(Inspection(decision, frame, maps[k], self._view(frame.image)))
+        return out
+
+    def _failed(self, frame: Frame, reason: str, dropped: int, wall0: float) -> Inspection:
+        log.warning("frame %d from %s not inspected (NOK): %s", frame.frame_id, frame.source, reason)
+        latency = {"capture": max(0.0, (wall0 - frame.timestamp) * 1000.0), "preprocess": 0.0, "infer": 0.0, "decide": 0.0}
+        latency["total"] = latency["capture"]
+        decision = Decision(
+            frame_id=frame.frame_id, capture_ts=frame.timestamp, decided_ts=time.time(), source=frame.source,
+            score=math.nan, score_norm=math.nan, threshold=self.threshold, verdict="NOK", latency_ms=latency,
+            dropped=dropped, engine=self.engine, truth=frame.truth,
+        )
+        return Inspection(decision, frame, None, frame.image, reason)
+
+    def _view(self, image: np.ndarray) -> np.ndarray:
+        if self.spec.roi is None:
+            return image
+        x, y, w, h = self.spec.roi
+        return image[y : y + h, x : x + w]

@@ -1,0 +1,152 @@
+"""The line: capture -> inspect -> sinks, until the source ends or SIGINT/SIGTERM.
+
+The loop never blocks on the slow side (DESIGN.md decision 11): capture has its own thread and a
+drop-oldest ring, each sink its own bounded queue. Frames waiting in the ring are batched up to
+the engine's batch size. On a stop signal the capture stops, the frames already captured are
+still inspected and delivered, every sink is flushed, and a summary is returned.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edgefreq.errors import UserError
+from edgefreq.runtime.capture import Capture
+from edgefreq.runtime.inspector import Inspection, Inspector
+from edgefreq.runtime.record import LATENCY_STAGES
+
+
+@dataclass
+class Summary:
+    frames: int = 0
+    ok: int = 0
+    nok: int = 0
+    not_inspected: int = 0
+    dropped: int = 0
+    captured: int = 0
+    seconds: float = 0.0
+    latency_ms: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in LATENCY_STAGES})
+    confusion: dict[str, int] = field(default_factory=lambda: {"tp": 0, "fp": 0, "tn": 0, "fn": 0})
+    sinks: dict[str, dict[str, int]] = field(default_factory=dict)
+    source_error: str | None = None  # why a source ended early, if it did
+
+    def add(self, inspection: Inspection) -> None:
+        d = inspection.decision
+        self.frames += 1
+        self.ok += d.verdict == "OK"
+        self.nok += d.verdict == "NOK"
+        self.not_inspected += inspection.error is not None
+        for stage in LATENCY_STAGES:
+            self.latency_ms[stage].append(d.latency_ms[stage])
+        if d.truth is not None:
+            key = ("t" if (d.verdict == "NOK") == bool(d.truth) else "f") + ("p" if d.verdict == "NOK" else "n")
+            self.confusion[key] += 1
+
+    def percentiles(self) -> dict[str, dict[str, float]]:
+        return {
+            s: {q: float(np.percentile(v, p)) if v else 0.0 for q, p in (("p50", 50), ("p99", 99))}
+            for s, v in self.latency_ms.items()
+        }
+
+    def to_dict(self) -> dict:
+        return {
+            "frames": self.frames, "ok": self.ok, "nok": self.nok, "not_inspected": self.not_inspected,
+            "captured": self.captured, "dropped": self.dropped, "seconds": round(self.seconds, 3),
+            "fps": round(self.frames / self.seconds, 2) if self.seconds else 0.0,
+            "latency_ms": self.percentiles(), "confusion": self.confusion if any(self.confusion.values()) else None,
+            "sinks": self.sinks, "source_error": self.source_error,
+        }
+
+    def text(self) -> str:
+        p = self.percentiles()
+        lines = [
+            f"{self.frames} frames in {self.seconds:.1f} s ({self.frames / self.seconds if self.seconds else 0:.1f} fps): "
+            f"{self.ok} OK, {self.nok} NOK ({self.not_inspected} of them not inspected); "
+            f"captured {self.captured}, dropped {self.dropped}",
+            "latency ms p50/p99: " + "  ".join(f"{s} {p[s]['p50']:.2f}/{p[s]['p99']:.2f}" for s in LATENCY_STAGES),
+        ]
+        if any(self.confusion.values()):
+            c = self.confusion
+            lines.append(f"against ground truth: {c['tp']} defects caught, {c['fn']} escaped, {c['fp']} good parts rejected, {c['tn']} passed")
+        for name, s in self.sinks.items():
+            lines.append(f"sink {name}: sent {s.get('sent', 0)}, dropped {s.get('dropped', 0)}, failed {s.get('failed', 0)}, unsent {s.get('unsent', 0)}")
+        if self.source_error:
+            lines.append(f"the source failed: {self.source_error}")
+        return "\n".join(lines)
+
+
+class StopSignals:
+    """SIGINT/SIGTERM set an event instead of raising, while the loop runs (main thread only)."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self._old: dict[int, object] = {}
+
+    def __enter__(self) -> threading.Event:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, lambda *_: self.event.set())
+        return self.event
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+
+def run_line(
+    capture: Capture,
+    inspector: Inspector,
+    sinks: list,
+    stop: threading.Event,
+    max_batch: int = 1,
+    on_inspection: Callable[[Inspection], None] | None = None,
+    sink_timeout: float = 5.0,
+) -> Summary:
+    """Inspect every frame the capture delivers until it ends or `stop` is set; flush the sinks."""
+    summary = Summary()
+    start = time.perf_counter()
+
+    def handle(batch) -> None:
+        for inspection in inspector.inspect(batch, capture.stats().dropped):
+            for sink in sinks:
+                sink.submit(inspection.decision, inspection.view, inspection.amap)
+            summary.add(inspection)
+            if on_inspection is not None:
+                on_inspection(inspection)
+
+    try:
+        while not stop.is_set():
+            try:
+                frame = capture.get(timeout=0.1)
+            except UserError as exc:  # a finite source broke: what was captured before is decided
+                summary.source_error = str(exc)
+                break
+            if frame is None:
+                if capture.done:
+                    break
+                continue
+            batch = [frame]
+            while len(batch) < max_batch:
+                extra = capture.get(timeout=0)
+                if extra is None:
+                    break
+                batch.append(extra)
+            handle(batch)
+        capture.stop()
+        # Frames already captured are finished, not thrown away.
+        while not summary.source_error and (frame := capture.get(timeout=0)) is not None:
+            handle([frame])
+    finally:
+        capture.stop()
+        summary.seconds = time.perf_counter() - start
+        stats = capture.stats()
+        summary.captured, summary.dropped = stats.captured, stats.dropped
+        for sink in sinks:
+            summary.sinks[sink.name] = sink.close(sink_timeout)
+    return summary
