@@ -1,0 +1,53 @@
+"""Inference backends behind one interface (base.Backend): infer(bands) -> (score, amap).
+
+    open_backend("bottle.onnx")             onnxruntime (CPU; its CUDA provider when installed)
+    open_backend("bottle.fp16.sm87.plan")   tensorrt (GPU)
+    open_backend("bottle.cpu.pt2")          inductor (AOTInductor package, CPU or GPU)
+    open_backend("runs/bottle")             torch (a run folder: the reference)
+
+Every engine file is loaded through its sidecar's checks (export/sidecar.py: present, valid,
+sha256, and for plans / pt2 packages the TensorRT / torch version and GPU), so a wrong engine
+is refused with one line that says how to rebuild it. Backend modules import their libraries
+(onnxruntime, tensorrt) only when opened.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgefreq.errors import UserError
+from edgefreq.export.sidecar import FORMATS, Sidecar
+
+from .base import Backend
+
+
+def open_backend(path: str | Path, device: str = "auto") -> Backend:
+    """The backend for an engine file (by extension) or a run folder.
+
+    `device` applies to ONNX Runtime (auto | cpu | cuda) and the torch reference (auto | cpu |
+    cuda); plans always run on the GPU and pt2 packages on the device they were compiled for.
+    """
+    path = Path(path)
+    if path.is_dir():
+        from .reference import TorchBackend
+
+        return TorchBackend(path, device)
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        what = "not an engine (.onnx, .plan, .pt2) or a run folder" if path.exists() else "not found"
+        raise UserError(f"{path}: {what}")
+    sidecar = Sidecar.load(path)
+    if fmt == "onnx":
+        from .ort import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend(path, sidecar, device)
+    if fmt == "plan":
+        from .tensorrt import TensorRTBackend
+
+        return TensorRTBackend(path, sidecar)
+    from .inductor import InductorBackend
+
+    return InductorBackend(path, sidecar)
+
+
+__all__ = ["Backend", "open_backend"]
