@@ -52,8 +52,10 @@ _DIRECT, _PICK, _GRAY = 0, 1, 2
 @triton.jit
 def _bilinear(p, r0, r1, c0, c1, a0, a1, b0, b1, m):
     """cv2.resize INTER_LINEAR on float32: the horizontal pass on the two rows, then the vertical."""
-    top = tl.load(p + r0 + c0, mask=m, other=0).to(tl.float32) * a0 + tl.load(p + r0 + c1, mask=m, other=0).to(tl.float32) * a1
-    bot = tl.load(p + r1 + c0, mask=m, other=0).to(tl.float32) * a0 + tl.load(p + r1 + c1, mask=m, other=0).to(tl.float32) * a1
+    top = (tl.load(p + r0 + c0, mask=m, other=0).to(tl.float32) * a0
+           + tl.load(p + r0 + c1, mask=m, other=0).to(tl.float32) * a1)
+    bot = (tl.load(p + r1 + c0, mask=m, other=0).to(tl.float32) * a0
+           + tl.load(p + r1 + c1, mask=m, other=0).to(tl.float32) * a1)
     return top * b0 + bot * b1
 
 
@@ -181,14 +183,16 @@ def _operators_on(height: int, width: int, levels: int, block: int, device: torc
     """The windowed row and column operators of one output size, as kernel arguments on `device`."""
     if levels == 1:  # no smoothed level: the kernel reads none of these
         dummy = torch.zeros(1, dtype=torch.int32, device=device)
-        return dict(pw=dummy, qw=dummy, pstart=dummy, qstart=dummy, pchunks=dummy, qchunks=dummy, PSPAN=CHUNK, QSPAN=CHUNK)
+        return dict(pw=dummy, qw=dummy, pstart=dummy, qstart=dummy, pchunks=dummy, qchunks=dummy,
+                    PSPAN=CHUNK, QSPAN=CHUNK)
     rows, cols = windowed(height, levels, block, CHUNK), windowed(width, levels, block, CHUNK)
 
     def put(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(a)).to(device)
 
     return dict(pw=put(rows.values), qw=put(cols.values), pstart=put(rows.starts), qstart=put(cols.starts),
-                pchunks=put(rows.chunks), qchunks=put(cols.chunks), PSPAN=rows.values.shape[2], QSPAN=cols.values.shape[2])
+                pchunks=put(rows.chunks), qchunks=put(cols.chunks),
+                PSPAN=rows.values.shape[2], QSPAN=cols.values.shape[2])
 
 
 def resize_table(src: int, dst: int, offset: int) -> tuple[np.ndarray, np.ndarray]:
@@ -212,14 +216,18 @@ def resize_table(src: int, dst: int, offset: int) -> tuple[np.ndarray, np.ndarra
 
 
 @lru_cache(maxsize=32)
-def _resize_on(frame_hw: tuple[int, int], spec: Preprocess, device: torch.device) -> dict:
-    """Row and column tables of the ROI resize, and the per-channel mean and std, on `device`."""
-    x, y, w, h = roi_box(spec, *frame_hw)
-    (ty, wy), (tx, wx) = resize_table(h, spec.size[0], y), resize_table(w, spec.size[1], x)
+def _resize_on(box: tuple[int, int, int, int], size: tuple[int, int], mean: tuple[float, ...], std: tuple[float, ...],
+               device: torch.device) -> dict:
+    """Row and column tables of the resize of ROI `box` (x, y, w, h) to `size`, and mean and std, on `device`."""
+    x, y, w, h = box
+    (ty, wy), (tx, wx) = resize_table(h, size[0], y), resize_table(w, size[1], x)
     norm = np.ones(6, np.float32)
-    norm[: spec.channels] = spec.mean
-    norm[3 : 3 + spec.channels] = spec.std
-    put = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(device)  # noqa: E731
+    norm[: len(mean)] = mean
+    norm[3 : 3 + len(std)] = std
+
+    def put(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a)).to(device)
+
     return dict(ty=put(ty), wy=put(wy), tx=put(tx), wx=put(wx), norm=put(norm))
 
 
@@ -251,7 +259,8 @@ def _launch(src: torch.Tensor, strides: tuple[int, int, int, int], batch: int, c
     return list(out.unbind(0))
 
 
-def decouple_triton(x: torch.Tensor, levels: int, clip_high: bool = False, *, block: int | None = None) -> list[torch.Tensor]:
+def decouple_triton(x: torch.Tensor, levels: int, clip_high: bool = False, *,
+                    block: int | None = None) -> list[torch.Tensor]:
     """Bands of float N x C x H x W images, lowest first, as decouple_torch, in one launch (output in x's dtype)."""
     if not isinstance(x, torch.Tensor) or x.ndim != 4 or not x.is_floating_point():
         what = f"{x.dtype} tensor of shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
@@ -270,13 +279,15 @@ def frame_to_bands_triton(frames: torch.Tensor, spec: Preprocess, *, block: int 
     B x spec.channels x size float32: ROI, resize, channel order, normalization and FD in one launch."""
     if not isinstance(spec, Preprocess):
         raise UserError(f"frame_to_bands_triton needs a Preprocess spec, got {type(spec).__name__}")
-    if not isinstance(frames, torch.Tensor) or frames.dtype != torch.uint8 or frames.ndim != 4 or frames.shape[3] not in (1, 3):
-        what = f"{frames.dtype} tensor of shape {tuple(frames.shape)}" if isinstance(frames, torch.Tensor) else type(frames).__name__
+    is_tensor = isinstance(frames, torch.Tensor)
+    if not is_tensor or frames.dtype != torch.uint8 or frames.ndim != 4 or frames.shape[3] not in (1, 3):
+        what = f"{frames.dtype} tensor of shape {tuple(frames.shape)}" if is_tensor else type(frames).__name__
         raise UserError(f"frames must be a uint8 B x H x W x C tensor with C = 1 (gray) or 3 (BGR), got a {what}")
     if frames.shape[1] < 1 or frames.shape[2] < 1:
         raise UserError(f"frames are empty: shape {tuple(frames.shape)}")
     _check_device(frames)
-    tables = _resize_on((frames.shape[1], frames.shape[2]), spec, frames.device)
+    box = roi_box(spec, frames.shape[1], frames.shape[2])
+    tables = _resize_on(box, tuple(spec.size), tuple(spec.mean), tuple(spec.std), frames.device)
     if frames.shape[3] == 1:
         mode, ch_mul, ch_add = _PICK, 0, 0
     elif spec.channels == 3:

@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-if not torch.cuda.is_available():
+INTERPRET = not torch.cuda.is_available()  # no GPU: run the kernel in Triton's interpreter
+_saved = os.environ.get("TRITON_INTERPRET")
+if INTERPRET:
     os.environ["TRITON_INTERPRET"] = "1"  # read when the kernel is decorated, i.e. at import
 pytest.importorskip("triton")
 
@@ -29,8 +31,20 @@ from edgefreq.kernels.fd_torch import smoothed  # noqa: E402
 from edgefreq.kernels.operators import smoothing_operators, windowed  # noqa: E402
 from edgefreq.kernels.preprocess import frame_to_bands_opencv, preprocess_frame  # noqa: E402
 
-if not torch.cuda.is_available() and not fd_triton.INTERPRETED:  # imported earlier without the variable
+if INTERPRET and not fd_triton.INTERPRETED:  # imported earlier without the variable: decorate again
     fd_triton = importlib.reload(fd_triton)
+if _saved is None:  # leave the environment of later test modules as it was
+    os.environ.pop("TRITON_INTERPRET", None)
+else:
+    os.environ["TRITON_INTERPRET"] = _saved
+
+
+@pytest.fixture(autouse=True)
+def _interpret(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The public API (kernels.decouple / frame_to_bands, impl='triton') accepts CPU tensors only with the variable."""
+    if INTERPRET:
+        monkeypatch.setenv("TRITON_INTERPRET", "1")
+
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -86,7 +100,8 @@ def test_operators_are_the_reference() -> None:
 
 @pytest.mark.parametrize(
     ("shape", "levels"),
-    [((2, 1, 19, 23), 2), ((2, 3, 20, 16), 3), ((1, 3, 33, 40), 3), ((3, 1, 16, 17), 2), ((2, 1, 9, 10), 1)],
+    [((2, 1, 19, 23), 2), ((2, 3, 20, 16), 3), ((1, 3, 33, 40), 3), ((3, 1, 16, 17), 2), ((2, 1, 9, 10), 1),
+     ((1, 1, 33, 35), 6)],
 )
 def test_decouple_matches_opencv(poisoned: None, shape: tuple[int, ...], levels: int) -> None:
     x = torch.from_numpy(np.random.default_rng(1).uniform(-1, 1, shape).astype(np.float32))
@@ -195,10 +210,12 @@ from triton.compiler import ASTSource
 from edgefreq.kernels.fd_triton import CHUNK, WARPS, _fd_kernel
 
 pointers = {"src": None, "out": "*fp32", "pw": "*fp32", "qw": "*fp32", "pstart": "*i32", "qstart": "*i32",
-            "pchunks": "*i32", "qchunks": "*i32", "ty": "*i32", "wy": "*fp32", "tx": "*i32", "wx": "*fp32", "norm": "*fp32"}
+            "pchunks": "*i32", "qchunks": "*i32", "ty": "*i32", "wy": "*fp32", "tx": "*i32", "wx": "*fp32",
+            "norm": "*fp32"}
 for arch, mode, levels, block in [(90, 1, 2, 16), (90, 2, 3, 32), (90, 0, 2, 64), (87, 1, 3, 32)]:
     sig = dict(pointers, src="*fp32" if mode == 0 else "*u8")
-    sig.update({n: "i32" for n in ["H", "W", "C", "s_b", "s_c", "s_y", "s_x", "tiles_h", "tiles_w"]}, level_stride="i64")
+    sig.update({n: "i32" for n in ["H", "W", "C", "s_b", "s_c", "s_y", "s_x", "tiles_h", "tiles_w"]})
+    sig["level_stride"] = "i64"
     const = dict(LEVELS=levels, MODE=mode, CH_MUL=-1, CH_ADD=2, CLIP=True, BLOCK=block, K=CHUNK, PSPAN=96, QSPAN=96)
     sig.update({n: "constexpr" for n in const})
     kernel = triton.compile(ASTSource(_fd_kernel, sig, constexprs=const), target=GPUTarget("cuda", arch, 32),
@@ -217,7 +234,8 @@ def test_kernel_compiles_for_cuda(tmp_path: Path) -> None:
         pytest.skip("triton has no CUDA backend here")
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["TRITON_CACHE_DIR"] = str(tmp_path)
-    run = subprocess.run([sys.executable, "-c", textwrap.dedent(_COMPILE)], env=env, capture_output=True, text=True, timeout=300)
+    run = subprocess.run([sys.executable, "-c", textwrap.dedent(_COMPILE)], env=env, capture_output=True, text=True,
+                         timeout=300)
     assert run.returncode == 0 and "compiled" in run.stdout, run.stderr[-3000:]
 
 
@@ -233,9 +251,10 @@ def test_gpu_camera_frames(levels: int) -> None:
     _assert_close(bands, _opencv_bands(frames, spec), 1e-4)
     gray = Preprocess(size=(255, 257), levels=levels, channels=1, mean=(0.5,), std=(0.5,), roi=(100, 50, 1501, 1001))
     use_ipp = cv2.ipp.useIPP()
-    cv2.ipp.setUseIPP(False)  # odd scales: compare with OpenCV's own resize, see test_preprocessing_is_opencvs_resize_exactly
+    cv2.ipp.setUseIPP(False)  # odd scales: OpenCV's own resize (see test_preprocessing_is_opencvs_resize_exactly)
     try:
-        _assert_close(fd_triton.frame_to_bands_triton(torch.from_numpy(frames).cuda(), gray), _opencv_bands(frames, gray), 1e-4)
+        bands = fd_triton.frame_to_bands_triton(torch.from_numpy(frames).cuda(), gray)
+        _assert_close(bands, _opencv_bands(frames, gray), 1e-4)
     finally:
         cv2.ipp.setUseIPP(use_ipp)
     x = torch.rand(3, 3, 1080, 1920, device="cuda")
