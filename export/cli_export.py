@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="the ONNX file to write (NAME.onnx; NAME.yaml is its sidecar)")
     p.add_argument("--fp16", action="store_true", help="also write NAME.fp16.onnx (fp16 graph, fp32 I/O) for FP16 TensorRT plans")
     p.add_argument("--int8", action="store_true", help="also write NAME.int8.onnx (INT8 Q/DQ calibrated on the run's calibration images)")
-    p.add_argument("--int8-method", choices=("minmax", "percentile", "entropy"), default="minmax", help="INT8 range calibration (default minmax)")
+    p.add_argument("--int8-method", choices=("minmax", "percentile"), default="minmax", help="INT8 range calibration (default minmax)")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET}, the exporter's lowest)")
 
 
@@ -84,11 +84,13 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"INT8 calibration needs the calibration images of {args.run} (split.yaml), and they are not here: export where the data is")
         int8 = quantize_int8(
             out,
-            calibration_batches(paths, cfg.preprocess, CHECK_IMAGES),
+            lambda: calibration_batches(paths, cfg.preprocess, CHECK_IMAGES),
             variant_path(out, "int8"),
             method=args.int8_method,
             check_bands=bands,
             command=f"{base} --int8 --int8-method {args.int8_method}",
         )
         print(f"wrote {int8.engine} + {int8.sidecar.name} in {int8.seconds:.1f} s ({int8.images} calibration images); {int8.drift.summary()}")
+        if int8.calibration is not None:
+            print(f"INT8 threshold {int8.calibration.threshold:.5g} (fp32 {calibration.threshold:.5g}), recalibrated on the INT8 scores of the same images")
     return 0

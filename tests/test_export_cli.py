@@ -6,6 +6,7 @@ calibration), exactly as `edgefreq train` + `edgefreq calibrate` lay it out, so 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ import torch
 from safetensors.torch import save_file
 
 from edgefreq.calibration import Calibration, calibration_batches
+from edgefreq.calibration.int8 import score_batches
 from edgefreq.cli import main
 from edgefreq.config import to_dict
 from edgefreq.export.sidecar import Sidecar
@@ -63,7 +65,11 @@ def test_export_writes_fp32_and_int8_with_sidecars(exported, capsys):
     assert fp32.source_run == str(run.resolve()) == int8.source_run
     assert fp32.command == f"edgefreq export {run} --out {root / 'bottle.onnx'}"
     assert int8.command.endswith("--int8 --int8-method minmax")
-    assert fp32.calibration == Calibration.load(run / "calibration.yaml") == int8.calibration
+    assert fp32.calibration == Calibration.load(run / "calibration.yaml")
+    # the INT8 model is calibrated on its own scores of the run's calibration images, same policy
+    paths = sorted((BOTTLE / "train" / "good").glob("*.png"))[:12]
+    int8_scores = score_batches(root / "bottle.int8.onnx", calibration_batches(paths, SPEC, 5))
+    assert int8.calibration == Calibration.from_scores(int8_scores, fp32.calibration.policy)
 
 
 def test_torch_reference_and_engines_agree(exported):
@@ -100,8 +106,6 @@ def test_build_refusals(exported, tmp_path, capsys):
     moved = tmp_path / "moved.onnx"
     moved.write_bytes((root / "bottle.onnx").read_bytes())
     side = Sidecar.load(root / "bottle.onnx")
-    from dataclasses import replace
-
     replace(side, engine="moved.onnx", source_run=str(tmp_path / "gone")).write(tmp_path / "moved.yaml")
     assert main(["build", str(moved), "--format", "pt2"]) == 2
     assert "which is not here: pass the run folder instead" in capsys.readouterr().err
