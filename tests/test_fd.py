@@ -181,3 +181,19 @@ def test_fd_cli_bad_input_is_one_line(tmp_path) -> None:
     )
     assert proc.returncode != 0
     assert proc.stderr.strip().count("\n") == 0 and "broken.png" in proc.stderr
+
+
+def test_resize_is_opencvs_own_code_on_every_platform() -> None:
+    """x86 wheels resize floats with IPP (float64 coordinates); ARM and the Triton kernel use
+    OpenCV's own code (float32 coordinates). preprocess_frame always uses the latter."""
+    frame = np.random.default_rng(5).integers(0, 256, (1080, 1920, 3), dtype=np.uint8)
+    spec = Preprocess(size=(255, 257), mean=(0, 0, 0), std=(1, 1, 1))
+    before = cv2.ipp.useIPP()
+    got = preprocess_frame(frame, spec)
+    assert cv2.ipp.useIPP() == before
+    cv2.ipp.setUseIPP(False)
+    try:
+        want = cv2.resize(frame.astype(np.float32), (257, 255), interpolation=cv2.INTER_LINEAR)[:, :, ::-1] / 255.0
+    finally:
+        cv2.ipp.setUseIPP(before)
+    assert np.abs(got - want.transpose(2, 0, 1)).max() < 1e-6
