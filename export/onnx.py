@@ -7,10 +7,10 @@ frequency) .. band{L-1}, each N x C x H x W float32, and returns score (N) and a
 both float32, for any N: FD stays outside the graph (DESIGN.md decision 1).
 
 Exporter: torch.export-based (`dynamo=True`, the default since torch 2.9) with a `batch`
-torch.export.Dim. The TorchScript exporter (`dynamo=False`) is 10-30x faster to export a tiny
-model here (0.3 s vs 4-9 s) and gives the same graph quality for these conv nets, but it is
-deprecated and slated for removal; export time is not on any hot path, so we use the maintained
-one. It emits opset 18 at the lowest (it cannot down-convert ReduceMean to 17), which the
+torch.export.Dim. The TorchScript exporter (`dynamo=False`) exports a toy conv net about 15x
+faster here (0.3 s vs 5 s; a trained 64x64 OCR-GAN takes 12-19 s with dynamo on 2 busy cores)
+and its graphs run as well, but it is deprecated since torch 2.9 and slated for removal; export
+is not on any hot path, so we use the maintained one. It also folds BatchNorm into the convs. It emits opset 18 at the lowest (it cannot down-convert ReduceMean to 17), which the
 TensorRT 10.x and 11.x ONNX parsers and ONNX Runtime all read.
 
 FP16 (the input of TensorRT FP16 plans, DESIGN.md decision 9): TensorRT 11 has no FP16 builder
