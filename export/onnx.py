@@ -10,8 +10,9 @@ Exporter: torch.export-based (`dynamo=True`, the default since torch 2.9) with a
 torch.export.Dim. The TorchScript exporter (`dynamo=False`) exports a toy conv net about 15x
 faster here (0.3 s vs 5 s; a trained 64x64 OCR-GAN takes 12-19 s with dynamo on 2 busy cores)
 and its graphs run as well, but it is deprecated since torch 2.9 and slated for removal; export
-is not on any hot path, so we use the maintained one. It also folds BatchNorm into the convs. It emits opset 18 at the lowest (it cannot down-convert ReduceMean to 17), which the
-TensorRT 10.x and 11.x ONNX parsers and ONNX Runtime all read.
+is not on any hot path, so we use the maintained one. It emits opset 18 at the lowest (it
+cannot down-convert ReduceMean to 17), which the TensorRT 10.x and 11.x ONNX parsers and ONNX
+Runtime all read.
 
 FP16 (the input of TensorRT FP16 plans, DESIGN.md decision 9): TensorRT 11 has no FP16 builder
 flag, and a strongly typed network (10.x and 11.x) runs every layer in the type the graph gives
