@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+
+# OpenCV's C++ warnings (a camera that does not open, a codec) would add lines to our one-line
+# errors; set before any verb imports cv2. A user can still ask for them with OPENCV_LOG_LEVEL.
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
 from edgefreq import __version__
 from edgefreq.errors import UserError

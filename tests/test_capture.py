@@ -103,13 +103,28 @@ def test_video_file_ends_cleanly_after_its_loops(tmp_path: Path) -> None:
 
 
 def test_full_ring_drops_the_oldest() -> None:
+    """A paced source (a file replayed like a camera) never waits for the consumer."""
     source = ScriptedSource([_image(i) for i in range(10)], live=False)
-    capture = Capture(source, capacity=4)
-    capture.stop()  # a finite source ends by itself; stop just joins
+    capture = Capture(source, SourceOptions(rate=1000), capacity=4)
+    deadline = time.monotonic() + 5
+    while capture.stats().captured < 10 and time.monotonic() < deadline:  # let it read everything unconsumed
+        time.sleep(0.01)
     assert [f.frame_id for f in _drain(capture)] == [6, 7, 8, 9]
     stats = capture.stats()
     assert (stats.captured, stats.dropped, stats.delivered) == (10, 6, 4)
     assert source.closed
+
+
+def test_unpaced_finite_source_waits_for_room() -> None:
+    """A folder or file read as fast as possible loses nothing to a slow consumer."""
+    source = ScriptedSource([_image(i) for i in range(10)], live=False)
+    capture = Capture(source, capacity=2)
+    frames = []
+    for frame in capture:
+        frames.append(frame)
+        time.sleep(0.01)
+    assert [f.frame_id for f in frames] == list(range(10))
+    assert capture.stats().dropped == 0
 
 
 def test_slow_consumer_every_frame_delivered_or_counted_dropped() -> None:

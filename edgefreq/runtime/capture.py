@@ -7,7 +7,10 @@
 
 - Frame ids are consecutive per captured frame, so a dropped frame leaves a gap in the ids the
   consumer sees; at any moment captured == delivered + dropped + buffered (see `stats()`).
-- The consumer never waits longer than its `get` timeout; the reader never waits for the consumer.
+- The consumer never waits longer than its `get` timeout. A live source, or any source paced by
+  `options.rate` (a file replayed as a camera), never waits for the consumer: the oldest frame is
+  dropped. A file, folder or synthetic source read as fast as possible waits for room instead,
+  so every one of its frames is inspected.
 - A live source that raises, or gives no good frame for `options.timeout` seconds, is reopened
   with exponential backoff (`reconnect_initial` doubling up to `reconnect_max`, reset by the next
   good frame); every attempt and every reconnect is logged on the "edgefreq" logger.
@@ -102,6 +105,7 @@ class Capture:
                 self._cond.wait(remaining)
             if self._ring:
                 self._counts["delivered"] += 1
+                self._cond.notify_all()  # room for a reader waiting to push
                 return self._ring.popleft()
             error, self._error = self._error, None
         if error is not None:
@@ -151,8 +155,10 @@ class Capture:
         with self._cond:
             self._counts[name] += 1
 
-    def _push(self, image: np.ndarray, truth: int | None) -> None:
+    def _push(self, image: np.ndarray, truth: int | None, wait_for_room: bool) -> None:
         with self._cond:
+            while wait_for_room and len(self._ring) == self.capacity and not self._stop.is_set():
+                self._cond.wait(0.1)
             frame = Frame(self._counts["captured"], time.time(), image, self.source.uri, truth)
             self._counts["captured"] += 1
             if len(self._ring) == self.capacity:
@@ -202,7 +208,7 @@ class Capture:
                 return
             image = None if item is None else usable(item[0])
             if image is not None:
-                self._push(image, item[1])
+                self._push(image, item[1], wait_for_room=not live and not period)
                 last_good = time.monotonic()
                 self._backoff = opts.reconnect_initial
                 corrupt_streak = 0

@@ -1,0 +1,188 @@
+"""The line end to end: a real (tiny) engine through ONNX Runtime, files and the synthetic line,
+a failing source, a frame it cannot inspect, a dead sink, SIGTERM, and a short soak."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edgefreq.calibrate import calibrate
+from edgefreq.calibration import ThresholdPolicy
+from edgefreq.errors import UserError
+from edgefreq.export.onnx import export_onnx
+from edgefreq.rundir import load_config, load_run
+from edgefreq.runtime.backends import open_backend
+from edgefreq.runtime.capture import Capture
+from edgefreq.runtime.inspector import Inspector
+from edgefreq.runtime.loop import run_line
+from edgefreq.runtime.record import Decision
+from edgefreq.runtime.sinks import open_sink
+from edgefreq.runtime.sources import SourceOptions, open_source
+from edgefreq.runtime.sources.base import Source
+from edgefreq.runtime.sources.synthetic import SyntheticLine
+from edgefreq.train import train
+
+pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory) -> Path:
+    """A tiny OCR-GAN trained on synthetic good frames, calibrated, exported to ONNX."""
+    root = tmp_path_factory.mktemp("line")
+    line = SyntheticLine((64, 64), seed=0, defect_rate=0.0)
+    (root / "data" / "train" / "good").mkdir(parents=True)
+    for i in range(12):
+        cv2.imwrite(str(root / "data" / "train" / "good" / f"{i:03d}.png"), line.render(i, None))
+    cfg = load_config("cpu-budget", ["model.ngf=4", "model.ndf=4", "preprocess.size=[32, 32]", "train.epochs=1", "train.batch_size=4"])
+    train(cfg, root / "data", root / "run")
+    cal = calibrate(root / "run", ThresholdPolicy(), device="cpu")
+    model, cfg = load_run(root / "run")
+    out = root / "tiny.onnx"
+    export_onnx(model, cfg.preprocess, cal, out, kind=cfg.model.kind)
+    return out
+
+
+def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edgefreq", "run", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def records(path: Path) -> list[Decision]:
+    return [Decision.from_json(line) for line in path.read_text().splitlines()]
+
+
+def test_every_frame_of_a_folder_gets_one_decision(engine: Path, tmp_path: Path) -> None:
+    line = SyntheticLine((64, 64), seed=3, defect_rate=0.5)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(6):
+        cv2.imwrite(str(folder / f"{i:02d}.png"), line.frame(i)[0])
+    out, summary = tmp_path / "d.jsonl", tmp_path / "s.json"
+    proc = run_cli("--engine", str(engine), "--source", str(folder), "--sink", str(out), "--summary", str(summary), "--batch", "4")
+    assert proc.returncode == 0, proc.stderr
+    decisions = records(out)
+    assert [d.frame_id for d in decisions] == list(range(6))
+    s = json.loads(summary.read_text())
+    assert s["frames"] == 6 == s["ok"] + s["nok"] and s["dropped"] == 0
+    assert all(d.engine.startswith("tiny.onnx") and d.threshold > 0 for d in decisions)
+    assert "6 frames" in proc.stderr
+
+
+def test_a_frame_it_cannot_inspect_is_a_failsafe_nok(engine: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    big = SyntheticLine((64, 64)).frame(0)[0]
+    cv2.imwrite(str(folder / "0.png"), big)
+    cv2.imwrite(str(folder / "1.png"), big[:20, :20])  # smaller than the ROI below
+    cv2.imwrite(str(folder / "2.png"), big)
+    out, summary = tmp_path / "d.jsonl", tmp_path / "s.json"
+    proc = run_cli("--engine", str(engine), "--source", str(folder), "--roi", "0", "0", "48", "48", "--sink", str(out), "--summary", str(summary))
+    assert proc.returncode == 0, proc.stderr
+    d = records(out)
+    assert [x.verdict for x in d][1] == "NOK" and np.isnan(d[1].score)
+    assert np.isfinite(d[0].score) and np.isfinite(d[2].score)
+    assert json.loads(summary.read_text())["not_inspected"] == 1
+    assert "does not fit" in proc.stderr
+
+
+class Breaks(Source):
+    """A finite source whose file breaks after `good` frames."""
+
+    uri, is_live = "test://breaks", False
+
+    def __init__(self, good: int) -> None:
+        self.n, self.good, self.line = 0, good, SyntheticLine((64, 64))
+
+    def read(self):
+        if self.n == self.good:
+            raise UserError("test://breaks: read error after 5 frames")
+        self.n += 1
+        return self.line.frame(self.n)[0]
+
+    def close(self) -> None:
+        pass
+
+    def reopen(self) -> None:
+        pass
+
+
+def test_a_source_that_fails_midstream_keeps_what_was_decided(engine: Path, tmp_path: Path) -> None:
+    backend = open_backend(engine)
+    sink = open_sink(str(tmp_path / "d.jsonl"))
+    capture = Capture(Breaks(5), SourceOptions())
+    summary = run_line(capture, Inspector(backend), [sink], threading.Event())
+    assert summary.frames == 5 and "read error" in summary.source_error
+    assert len(records(tmp_path / "d.jsonl")) == 5
+
+
+def test_a_dead_sink_never_stalls_the_line(engine: Path, tmp_path: Path) -> None:
+    backend = open_backend(engine)
+    from tests.conftest import free_port
+
+    dead = open_sink(f"http://127.0.0.1:{free_port()}/hook")
+    good = open_sink(str(tmp_path / "d.jsonl"))
+    capture = Capture(open_source("synthetic://?size=64x64", SourceOptions(max_frames=200)), SourceOptions(max_frames=200))
+    start = time.perf_counter()
+    summary = run_line(capture, Inspector(backend), [dead, good], threading.Event(), sink_timeout=1.0)
+    assert time.perf_counter() - start < 60
+    assert len(records(tmp_path / "d.jsonl")) == summary.frames
+    report = summary.sinks[dead.name]
+    assert report["sent"] == 0 and report["failed"] + report["dropped"] + report["unsent"] == summary.frames
+
+
+def test_sigterm_finishes_flushes_and_exits_zero(engine: Path, tmp_path: Path) -> None:
+    out, summary = tmp_path / "d.jsonl", tmp_path / "s.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgefreq", "run", "--engine", str(engine), "--source", "synthetic://?size=64x64",
+         "--rate", "100", "--sink", str(out), "--summary", str(summary)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.time() + 60
+    while time.time() < deadline and (not out.exists() or len(out.read_text().splitlines()) < 10):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    s = json.loads(summary.read_text())
+    assert len(records(out)) == s["frames"] >= 10
+    assert s["frames"] == s["ok"] + s["nok"] and s["captured"] == s["frames"] + s["dropped"]
+    assert "latency ms p50/p99" in err
+
+
+def test_soak_accounts_for_every_frame_and_memory_stays_flat(engine: Path, tmp_path: Path) -> None:
+    backend = open_backend(engine)
+    inspector = Inspector(backend)
+    sink = open_sink(str(tmp_path / "d.jsonl"))
+    rss = []
+
+    def watch(inspection) -> None:
+        if inspection.decision.frame_id % 250 == 0:
+            rss.append(int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE"))
+
+    opts = SourceOptions(max_frames=1500)
+    capture = Capture(open_source("synthetic://?size=64x64&defect_rate=0.2", opts), opts, capacity=4)
+    summary = run_line(capture, inspector, [sink], threading.Event(), on_inspection=watch)
+    assert summary.frames == summary.ok + summary.nok
+    assert summary.captured == 1500 == summary.frames + summary.dropped
+    assert len(records(tmp_path / "d.jsonl")) == summary.frames
+    assert summary.confusion["tp"] + summary.confusion["fn"] > 0  # the synthetic line's truth is carried
+    growth = (rss[-1] - rss[1]) / 2**20  # after warm-up
+    assert growth < 25, f"resident memory grew {growth:.1f} MiB over the soak"
+
+
+def test_cli_errors(engine: Path, tmp_path: Path) -> None:
+    proc = run_cli("--engine", str(tmp_path / "none.onnx"))
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    proc = run_cli("--engine", str(engine), "--camera", "7", "--timeout", "0.5")
+    assert proc.returncode == 2 and "camera" in proc.stderr.lower() and len(proc.stderr.strip().splitlines()) <= 2
+    proc = run_cli("--engine", str(engine), "--show")
+    assert proc.returncode == 2 and "--show" in proc.stderr
