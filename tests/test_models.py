@@ -266,3 +266,23 @@ def test_score_exports_to_onnx(tmp_path) -> None:
     assert score.shape == (3,) and amap.shape == (3, SIZE, SIZE)
     assert torch.allclose(torch.from_numpy(score), ref_score, atol=1e-5, rtol=1e-4)
     assert torch.allclose(torch.from_numpy(amap), ref_map, atol=1e-5, rtol=1e-4)
+
+
+def test_max_score_reduction_is_the_peak_of_the_map() -> None:
+    import torch
+
+    from edgefreq.models import ModelConfig, build_model
+
+    torch.manual_seed(0)
+    bands = [torch.randn(2, 3, 32, 32) for _ in range(2)]
+    for kind in ("ocrgan", "wfdl"):
+        extra = {"ngf": 4, "ndf": 4} if kind == "ocrgan" else {"wfdl_width": 0.25}
+        mean = build_model(ModelConfig(kind=kind, lambda_score=1.0, **extra), 3, 2, 32).eval()
+        peak = build_model(ModelConfig(kind=kind, lambda_score=1.0, score_reduce="max", **extra), 3, 2, 32).eval()
+        peak.load_state_dict(mean.state_dict())
+        with torch.no_grad():
+            s_mean, amap = mean.score(bands)
+            s_max, amap_max = peak.score(bands)
+        assert torch.allclose(amap, amap_max)
+        assert torch.allclose(s_max, amap.flatten(1).amax(1))
+        assert (s_max > s_mean).all()

@@ -76,6 +76,12 @@ class AnomalyModel(nn.Module, abc.ABC):
             out = out + band
         return out
 
+    def content_score(self, err: torch.Tensor, amap: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(content term N, anomaly map N x H x W) from the squared error, per cfg.score_reduce."""
+        if self.cfg.score_reduce == "max":
+            return amap.flatten(1).amax(dim=1), amap
+        return err.flatten(1).mean(dim=1), amap
+
     def anomaly_map(self, err: torch.Tensor) -> torch.Tensor:
         """N x C x H x W squared error -> N x H x W: channel mean, Gaussian-smoothed (edge-replicated borders)."""
         m = err.mean(dim=1, keepdim=True)

@@ -20,6 +20,9 @@ from edgefreq.errors import UserError
 
 KINDS = ("ocrgan", "skipganomaly", "wfdl")
 CONTENT_LOSSES = ("l1", "l2", "freq")
+# "mean": the papers' image score; "max": the peak of the smoothed anomaly map, which a small local
+# defect moves far more than it moves the mean over the whole frame.
+SCORE_REDUCTIONS = ("mean", "max")
 
 # Values for keys left at None, per kind; a kind in FIXED refuses any other value for those keys.
 KIND_PRESETS: dict[str, dict[str, object]] = {
@@ -49,6 +52,7 @@ class ModelConfig:
     content_loss: str | None = None  # "l1" | "l2" | "freq" (weighted frequency-domain L1, losses.py)
     lambda_score: float = 0.9  # score = lambda * content + (1 - lambda) * latent
     map_sigma: float = 4.0  # Gaussian smoothing of the anomaly map, in pixels (0 = none)
+    score_reduce: str = "mean"  # content term of the score: "mean" squared error (the papers) or "max" of the smoothed map
     freq_floor: float = 0.1  # frequency-loss weight at DC (the weight is floor + normalized radius)
     freq_pixel: float = 1.0  # weight of the pixel L1 term added to the frequency loss (0 + floor 0 = the paper, signed radius)
     # WFDL autoencoder (Table I): channels per encoder stage, scaled by wfdl_width
@@ -67,6 +71,8 @@ class ModelConfig:
                     f"model.{key}: {self.kind} always has {key}: {str(preset).lower()} "
                     f"(for ablations use kind: ocrgan with {key}: {str(value).lower()})"
                 )
+        if self.score_reduce not in SCORE_REDUCTIONS:
+            raise UserError(f"model.score_reduce: unknown reduction {self.score_reduce!r} (choose from {', '.join(SCORE_REDUCTIONS)})")
         if self.content_loss not in CONTENT_LOSSES:
             raise UserError(f"model.content_loss: unknown loss {self.content_loss!r} (choose from {', '.join(CONTENT_LOSSES)})")
         for key in ("ngf", "ndf", "nz"):

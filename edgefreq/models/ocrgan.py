@@ -115,10 +115,10 @@ class OCRGAN(AnomalyModel):
         x = self.target(bands)
         x_hat = self.reconstruct(bands)
         err = (x - x_hat) ** 2
-        score = err.flatten(1).mean(dim=1)
+        score, amap = self.content_score(err, self.anomaly_map(err))
         lam = self.cfg.lambda_score
         if lam < 1.0:  # a config constant, not data: lambda 1 drops D from the engine
             _, f_real = self.netd(x)
             _, f_fake = self.netd(x_hat)
             score = lam * score + (1.0 - lam) * ((f_real - f_fake) ** 2).mean(dim=1)
-        return score, self.anomaly_map(err)
+        return score, amap

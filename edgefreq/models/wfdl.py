@@ -81,4 +81,4 @@ class WFDL(AnomalyModel):
 
     def score(self, bands: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         err = (self.target(bands) - self.reconstruct(bands)) ** 2
-        return err.flatten(1).mean(dim=1), self.anomaly_map(err)
+        return self.content_score(err, self.anomaly_map(err))
