@@ -119,3 +119,24 @@ def test_export_refuses_bad_arguments(tmp_path):
     with pytest.raises(UserError, match="1 band arrays given, the model takes 2"):
         export_onnx(model, SPEC, None, tmp_path / "bottle.onnx", kind="ocrgan", sample_bands=gray[:1])
     assert not list(tmp_path.iterdir())
+
+
+@needs_bottle
+def test_exported_model_has_the_torch_models_auroc_on_the_bottle_test_set(exported):
+    """Every bottle test image through ONNX Runtime and torch: the same ranking, the same AUROC."""
+    from sklearn.metrics import roc_auc_score
+
+    from edgefreq.data import scan_dataset
+
+    model, _, report = exported
+    samples = scan_dataset(BOTTLE).test
+    labels = np.array([s.label for s in samples])
+    session = ort.InferenceSession(str(report.engine), providers=["CPUExecutionProvider"])
+    onnx_scores, torch_scores = [], []
+    for bands in calibration_batches([s.path for s in samples], SPEC, 32):
+        onnx_scores.append(session.run(["score"], {"band0": bands[0], "band1": bands[1]})[0])
+        torch_scores.append(torch_reference(model, bands)[0])
+    onnx_auroc = roc_auc_score(labels, np.concatenate(onnx_scores))
+    torch_auroc = roc_auc_score(labels, np.concatenate(torch_scores))
+    assert len(labels) == 83 and labels.sum() == 63
+    assert onnx_auroc == torch_auroc, (onnx_auroc, torch_auroc)
