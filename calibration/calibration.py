@@ -12,14 +12,12 @@ is 1: above 1 is NOK, and the value reads as "how far towards (or past) the thre
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 
-from edgefreq.config import from_dict, load_yaml, to_dict
+from edgefreq.config import check_keys, from_dict, load_yaml, to_dict, write_yaml
 from edgefreq.errors import UserError
 
 from .normal_range import QUANTILES, NormalRange
@@ -75,14 +73,7 @@ class Calibration:
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "calibration") -> Calibration:
-        if not isinstance(data, dict):
-            raise UserError(f"{where}: expected a mapping, got {type(data).__name__}")
-        unknown = sorted(set(data) - set(_FIELDS), key=str)
-        if unknown:
-            raise UserError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(_FIELDS)})")
-        missing = [k for k in _FIELDS if k not in data]
-        if missing:
-            raise UserError(f"{where}: missing key {missing[0]!r}")
+        check_keys(data, _FIELDS, where)
         normal = NormalRange.from_dict(data["range"], f"{where}.range")
         policy = from_dict(ThresholdPolicy, data["policy"], f"{where}.policy")
         try:
@@ -94,16 +85,7 @@ class Calibration:
 
     def save(self, path: str | Path) -> None:
         """Write as YAML (through a temporary file, so an existing file is never left half-written)."""
-        path = Path(path)
-        if not path.parent.is_dir():
-            raise UserError(f"{path.parent}: folder not found; create it or choose another output path")
-        tmp = path.with_name(f".{path.name}.tmp")
-        try:
-            tmp.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
-            os.replace(tmp, path)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise UserError(f"{path}: cannot write calibration ({exc.strerror})") from None
+        write_yaml(path, self.to_dict(), "calibration")
 
     @classmethod
     def load(cls, path: str | Path) -> Calibration:

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from edgefreq.config import check_keys
 from edgefreq.errors import UserError
 
 QUANTILES = (0.5, 0.9, 0.95, 0.99, 0.999)
@@ -77,14 +78,7 @@ class NormalRange:
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "normal_range") -> NormalRange:
-        if not isinstance(data, dict):
-            raise UserError(f"{where}: expected a mapping, got {type(data).__name__}")
-        unknown = sorted(set(data) - set(_FIELDS), key=str)
-        if unknown:
-            raise UserError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(_FIELDS)})")
-        missing = [k for k in _FIELDS if k not in data]
-        if missing:
-            raise UserError(f"{where}: missing key {missing[0]!r}")
+        check_keys(data, _FIELDS, where)
         try:
             count = data["count"]
             if isinstance(count, bool) or not isinstance(count, int) or count < 1:

@@ -93,3 +93,31 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a YAML mapping at the top level")
     return data
+
+
+def check_keys(data: Any, fields: tuple[str, ...], where: str) -> dict[str, Any]:
+    """`data` as a mapping with exactly `fields` as keys, or a UserError naming the first bad key."""
+    if not isinstance(data, dict):
+        raise UserError(f"{where}: expected a mapping, got {type(data).__name__}")
+    unknown = sorted(set(data) - set(fields), key=str)
+    if unknown:
+        raise UserError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(fields)})")
+    missing = [k for k in fields if k not in data]
+    if missing:
+        raise UserError(f"{where}: missing key {missing[0]!r}")
+    return data
+
+
+def write_yaml(path: str | Path, data: Any, what: str = "file") -> Path:
+    """Write YAML through a temporary file, so an existing file is never left half-written."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise UserError(f"{path.parent}: folder not found; create it or choose another output path")
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(yaml.safe_dump(data, sort_keys=False))
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"{path}: cannot write the {what} ({exc.strerror})") from None
+    return path

@@ -18,7 +18,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from edgefreq.config import from_dict, load_yaml, to_dict
+from edgefreq.config import from_dict, load_yaml
 from edgefreq.data.forge import ForgeConfig
 from edgefreq.errors import UserError
 from edgefreq.kernels import Preprocess
@@ -91,13 +91,6 @@ def load_config(name_or_path: str | Path, overrides: list[str] = ()) -> RunConfi
         raise UserError(f"{name_or_path}: no such config file (shipped configs: {', '.join(shipped_configs())})")
     data = apply_overrides(load_yaml(path), list(overrides))
     return from_dict(RunConfig, data, where=str(path))
-
-
-def save_yaml(path: Path, data: Any) -> None:
-    """Write YAML atomically: a crash never leaves a half-written file behind."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(data, sort_keys=False))
-    tmp.replace(path)
 
 
 def resolve_device(name: str) -> torch.device:

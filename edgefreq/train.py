@@ -17,13 +17,13 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from edgefreq.config import to_dict
+from edgefreq.config import to_dict, write_yaml
 from edgefreq.data import ImageDataset, scan_dataset, split_train_calibration
 from edgefreq.data.forge import forge_batch
 from edgefreq.errors import UserError
 from edgefreq.kernels import decouple
 from edgefreq.models import build_model
-from edgefreq.rundir import RunConfig, load_config, read_config, resolve_device, save_yaml
+from edgefreq.rundir import RunConfig, load_config, read_config, resolve_device
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -64,8 +64,8 @@ def prepare_run(cfg: RunConfig, data: Path, out: Path) -> tuple[list[Path], list
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"{out}: cannot create the run folder ({exc.strerror})") from None
-    save_yaml(out / "split.yaml", split)
-    save_yaml(out / "config.yaml", to_dict(cfg))
+    write_yaml(out / "split.yaml", split, "split")
+    write_yaml(out / "config.yaml", to_dict(cfg), "config")
     return train_paths, calib_paths
 
 

@@ -18,16 +18,14 @@ import datetime
 import hashlib
 import importlib
 import importlib.util
-import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from edgefreq import __version__
 from edgefreq.calibration import Calibration
-from edgefreq.config import from_dict, load_yaml, to_dict
+from edgefreq.config import from_dict, load_yaml, to_dict, write_yaml
 from edgefreq.errors import UserError
 from edgefreq.kernels import Preprocess
 
@@ -177,15 +175,7 @@ class Sidecar:
 
     def write(self, path: str | Path) -> Path:
         """Write the sidecar to `path` (sidecar_path(engine)) through a temporary file; returns the path."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        try:
-            tmp.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
-            os.replace(tmp, path)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise UserError(f"{path}: cannot write the sidecar ({exc.strerror})") from None
-        return path
+        return write_yaml(path, self.to_dict(), "sidecar")
 
     @classmethod
     def read(cls, engine: str | Path) -> Sidecar:

@@ -87,13 +87,15 @@ def run(args: argparse.Namespace) -> int:
     )
     with StopSignals() as stop:
         capture = Capture(source, options, capacity=args.capacity)
-        on_inspection = None
-        if display is not None:
-            def on_inspection(inspection):
-                display.show(inspection)
-                if display.closed:
-                    stop.set()
-        summary = run_line(capture, inspector, sinks, stop, max_batch=min(args.batch, backend.max_batch or args.batch), on_inspection=on_inspection)
+        def show(inspection) -> None:
+            display.show(inspection)
+            if display.closed:
+                stop.set()
+
+        summary = run_line(
+            capture, inspector, sinks, stop, max_batch=min(args.batch, backend.max_batch or args.batch),
+            on_inspection=show if display is not None else None,
+        )
     backend.close()
     if display is not None:
         display.close()
