@@ -27,6 +27,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "export": ("edgefreq.export.cli_export", "export a run to ONNX (+ fp16 / int8 variants) with its sidecar"),
     "build": ("edgefreq.export.cli_build", "build an export into a TensorRT plan or an AOTInductor package"),
     "run": ("edgefreq.runtime.cli_run", "the line: camera -> FD -> engine -> OK/NOK -> sinks"),
+    "bench": ("edgefreq.runtime.cli_bench", "frame -> decision latency of an engine per stage and batch size (p50/p90/p99/max, fps)"),
     "fd": ("edgefreq.kernels.cli", "write the frequency bands of an image as PNGs (what the model sees)"),
 }
 
