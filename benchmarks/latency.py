@@ -3,7 +3,7 @@ next to the physical limit (roofline floor) of the device.
 
 For each model (a shipped config with random weights, or a trained run folder) and each batch
 size, the MODEL stage (bands -> score, anomaly map, through the backend's infer: host arrays out)
-and the FD stage (uint8 frames -> bands, kernels.frame_to_bands as the Inspector calls it) are
+and the FD stage (uint8 frames -> bands, the Inspector's own frames_to_bands) are
 timed separately on the MVTec bottle test images (../shared/data/mvtec_bottle/test; the
 synthetic line stands in, with a message, when they are absent). Backends:
 
@@ -63,6 +63,7 @@ from edgefreq.export.inductor import build_pt2
 from edgefreq.export.onnx import BandsToScore, export_onnx
 from edgefreq.export.sidecar import BatchRange
 from edgefreq.kernels import Preprocess, frame_to_bands
+from edgefreq.runtime.inspector import frames_to_bands
 from edgefreq.models import build_model, count_parameters
 from edgefreq.roofline import ModelCost, Peaks, measure_peaks, model_cost
 from edgefreq.rundir import RunConfig, load_config, load_run
@@ -120,14 +121,6 @@ def load_images(count: int) -> tuple[list[np.ndarray], str]:
     print(f"note: {DATA} not found: using synthetic line frames (900x900) instead of the real images", file=sys.stderr)
     line = SyntheticLine((900, 900), seed=0)
     return [line.frame(i)[0] for i in range(count)], "synthetic line frames, 900x900 (the MVTec images were absent)"
-
-
-def stage_bands(frames: np.ndarray, spec: Preprocess, device: torch.device) -> list:
-    """The Inspector's FD stage: stack, (pinned host -> device copy on CUDA,) frame_to_bands."""
-    if device.type == "cuda":
-        batch = torch.from_numpy(frames).pin_memory().to(device, non_blocking=True)
-        return frame_to_bands(batch, spec, impl="triton")
-    return frame_to_bands(frames, spec, impl="opencv")
 
 
 def make_backend(kind: str, subject: Subject, device: torch.device, work: Path, batches: list[int], sample: list[np.ndarray],
@@ -339,7 +332,7 @@ def run(args: argparse.Namespace) -> int:
         for b in batches:
             groups = [np.stack(images[i:i + b]) for i in range(0, len(images) - b + 1, b)]
             cycle = itertools.cycle(groups)
-            samples = timer.samples(lambda: stage_bands(next(cycle), spec, device), reps, warmup)
+            samples = timer.samples(lambda: frames_to_bands(next(cycle), spec, device), reps, warmup)
             p50, p99 = float(np.percentile(samples, 50)), float(np.percentile(samples, 99))
             floor = fd_floor_ms(images[0], spec, b, peaks, h2d)
             fd_rows.append([", ".join(users), f"{spec.size[1]}x{spec.size[0]} x {spec.levels}", "triton" if cuda else "opencv", str(b),

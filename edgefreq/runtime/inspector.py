@@ -24,6 +24,15 @@ from edgefreq.runtime.record import Decision
 log = logging.getLogger("edgefreq")
 
 
+def frames_to_bands(frames: np.ndarray, spec, device: torch.device, fd_impl: str = "auto") -> list:
+    """The FD stage of the line: B x H x W x C uint8 frames -> bands where the engine wants them:
+    on CUDA through pinned memory and the fused Triton kernel (torch tensors), else OpenCV (numpy)."""
+    if device.type == "cuda":
+        batch = torch.from_numpy(frames).pin_memory().to(device, non_blocking=True)
+        return frame_to_bands(batch, spec, impl=fd_impl)
+    return [b.numpy() for b in frame_to_bands(frames, spec, impl="opencv" if fd_impl == "auto" else fd_impl)]
+
+
 @dataclass
 class Inspection:
     decision: Decision
@@ -47,14 +56,10 @@ class Inspector:
         self.threshold = float(self.calibration.threshold)
         self.engine = backend.engine_id
         self.device = torch.device(backend.device)
-        self.fd_impl = fd_impl if self.device.type == "cuda" or fd_impl != "auto" else "opencv"
+        self.fd_impl = fd_impl
 
     def _bands(self, images: list[np.ndarray]) -> list:
-        batch = np.stack(images)
-        if self.device.type == "cuda":
-            frames = torch.from_numpy(batch).pin_memory().to(self.device, non_blocking=True)
-            return frame_to_bands(frames, self.spec, impl=self.fd_impl)
-        return [b.numpy() for b in frame_to_bands(batch, self.spec, impl=self.fd_impl)]
+        return frames_to_bands(np.stack(images), self.spec, self.device, self.fd_impl)
 
     def inspect(self, frames: list[Frame], dropped: int) -> list[Inspection]:
         """Decisions for `frames` (in order). Frames of different sizes are inspected in groups."""
