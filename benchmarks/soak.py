@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         c = summary.confusion
         lines.insert(-1, f"- against the synthetic line's truth: {c['tp']} defects caught, {c['fn']} escaped, {c['fp']} good rejected, {c['tn']} passed")
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"soak-{platform.machine()}-cpu.md"
+    out = RESULTS / f"soak-{platform.machine()}-cpu{f'-rate{args.rate:g}' if args.rate else ''}.md"
     out.write_text("\n".join(lines))
     print("\n".join(lines))
     return 0 if accounted and complete else 1

@@ -186,3 +186,16 @@ def test_cli_errors(engine: Path, tmp_path: Path) -> None:
     assert proc.returncode == 2 and "camera" in proc.stderr.lower() and len(proc.stderr.strip().splitlines()) <= 2
     proc = run_cli("--engine", str(engine), "--show")
     assert proc.returncode == 2 and "--show" in proc.stderr
+
+
+def test_latency_percentiles_use_fixed_memory_and_stay_within_half_a_percent() -> None:
+    from edgefreq.runtime.loop import LatencyHistogram
+
+    h = LatencyHistogram()
+    size = h.counts.nbytes
+    samples = np.random.default_rng(0).lognormal(1.0, 1.0, 50_000)
+    for v in samples:
+        h.add(float(v))
+    assert h.counts.nbytes == size and h.n == len(samples)
+    for q in (50, 99):
+        assert abs(h.percentile(q) / np.percentile(samples, q) - 1) < 0.005
