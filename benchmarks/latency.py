@@ -68,7 +68,7 @@ from edgefreq.models import build_model, count_parameters
 from edgefreq.roofline import ModelCost, Peaks, measure_peaks, model_cost
 from edgefreq.rundir import RunConfig, load_config, load_run
 from edgefreq.runtime.backends import open_backend
-from edgefreq.runtime.bench import Timer, open_engine
+from edgefreq.runtime.bench import Timer
 from edgefreq.runtime.cli_run import EMBEDDED
 from edgefreq.runtime.sources import SyntheticLine
 
@@ -145,7 +145,7 @@ def make_backend(kind: str, subject: Subject, device: torch.device, work: Path, 
     if kind in ("onnxruntime", "tensorrt") and not onnx_path.exists():
         export_onnx(subject.model, spec, None, onnx_path, kind=kind_name, sample_bands=sample)
     if kind == "onnxruntime":
-        backend = open_engine(onnx_path, "auto", threads)
+        backend = open_backend(onnx_path, "auto", threads)
     elif kind == "pt2":
         path = work / f"{subject.name}.{device.type}.pt2"
         build_pt2(subject.model, spec, None, path, kind=kind_name, device=device.type, batch=BatchRange(1, min(8, top), top), sample_bands=sample)
@@ -294,7 +294,7 @@ def run(args: argparse.Namespace) -> int:
                     if engine is None:
                         infer, where, close = make_backend(kind, subject, device, work, batches, sample, args.threads, args.compile_mode)
                     else:
-                        backend = open_engine(engine, "auto", args.threads)
+                        backend = open_backend(engine, "auto", args.threads)
                         if backend.preprocess != spec:
                             raise UserError(f"{engine} takes {backend.preprocess}, not the {name} model's input")
                         infer, where, close = backend.infer, backend.device, backend.close

@@ -1,6 +1,6 @@
 """Latency of the line, stage by stage: what `edgefreq bench` measures.
 
-    backend = open_engine("bottle.onnx")
+    backend = open_backend("bottle.onnx")
     report = run_bench(backend, open_source("synthetic://?size=1280x720", SourceOptions(loop=0)), [1, 8, 32], frames=300)
     print(report.table()); json.dumps(report.to_dict())
 
@@ -34,7 +34,6 @@ import platform
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -42,7 +41,7 @@ import torch
 from tqdm import tqdm
 
 from edgefreq.errors import UserError
-from edgefreq.runtime.backends import Backend, open_backend
+from edgefreq.runtime.backends import Backend
 from edgefreq.runtime.capture import usable
 from edgefreq.runtime.frame import Frame
 from edgefreq.runtime.inspector import Inspector
@@ -128,17 +127,6 @@ def check_batches(batches: Sequence[int], backend: Backend) -> None:
             f"{backend.engine_id} takes at most {top} frames per batch (its sidecar), --batch asks for {max(batches)}: "
             "rebuild it with a larger maximum (edgefreq build --batch MIN,OPT,MAX) or lower --batch"
         )
-
-
-def open_engine(path: str | Path, device: str = "auto", threads: int = 0) -> Backend:
-    """open_backend, plus ONNX Runtime's intra-op thread count when `threads` is set (0 = its default)."""
-    path = Path(path)
-    if threads and path.suffix.lower() == ".onnx" and path.is_file():
-        from edgefreq.export.sidecar import Sidecar
-        from edgefreq.runtime.backends.ort import OnnxRuntimeBackend
-
-        return OnnxRuntimeBackend(path, Sidecar.load(path), device, threads=threads)
-    return open_backend(path, device)
 
 
 @dataclass

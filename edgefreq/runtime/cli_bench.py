@@ -19,7 +19,8 @@ import cv2
 import torch
 
 from edgefreq.errors import UserError
-from edgefreq.runtime.bench import open_engine, parse_batches, run_bench
+from edgefreq.runtime.backends import open_backend
+from edgefreq.runtime.bench import parse_batches, run_bench
 from edgefreq.runtime.cli_run import EMBEDDED
 from edgefreq.runtime.sources import SourceOptions, open_source
 
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
         cv2.setNumThreads(args.threads)
     uri = args.source or synthetic_uri(args.size)
-    backend = open_engine(engine, args.device, args.threads)
+    backend = open_backend(engine, args.device, args.threads)
     try:
         with open_source(uri, SourceOptions(loop=0)) as source:
             report = run_bench(backend, source, batches, args.frames, args.warmup, args.fd, progress=not args.quiet)

@@ -42,6 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rate", type=float, help="frames per second from files and the synthetic line (0 = as fast as possible)")
     p.add_argument("--max-frames", type=int, help="stop after N frames (0 = no limit)")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds without a frame before a live source is reopened")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for the engine (0 = the library's default)")
     p.add_argument("--capacity", type=int, default=4, help="capture ring size; the oldest frame is dropped when full")
     p.add_argument("--summary", type=Path, help="also write the summary as JSON to this file")
     p.add_argument("--show", action="store_true", help="show frames, heatmaps and verdicts in a window")
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.batch < 1 or args.capacity < 1:
         raise UserError("--batch and --capacity must be at least 1")
-    backend = open_backend(engine)
+    backend = open_backend(engine, threads=args.threads)
     inspector = Inspector(backend, args.fd, tuple(args.roi) if args.roi else None)
     display = None
     if args.show:

@@ -21,13 +21,21 @@ from edgefreq.export.sidecar import FORMATS, Sidecar
 from .base import Backend
 
 
-def open_backend(path: str | Path, device: str = "auto") -> Backend:
+def open_backend(path: str | Path, device: str = "auto", threads: int = 0) -> Backend:
     """The backend for an engine file (by extension) or a run folder.
 
     `device` applies to ONNX Runtime (auto | cpu | cuda) and the torch reference (auto | cpu |
     cuda); plans always run on the GPU and pt2 packages on the device they were compiled for.
+    `threads` (0 = the library's default) caps the CPU threads of ONNX Runtime and torch: on a
+    busy machine one thread is often faster than two that wait for each other.
     """
     path = Path(path)
+    if threads < 0:
+        raise UserError(f"threads must be >= 0, got {threads}")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     if path.is_dir():
         from .reference import TorchBackend
 
@@ -40,7 +48,7 @@ def open_backend(path: str | Path, device: str = "auto") -> Backend:
     if fmt == "onnx":
         from .ort import OnnxRuntimeBackend
 
-        return OnnxRuntimeBackend(path, sidecar, device)
+        return OnnxRuntimeBackend(path, sidecar, device, threads)
     if fmt == "plan":
         from .tensorrt import TensorRTBackend
 
