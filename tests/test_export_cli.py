@@ -21,7 +21,8 @@ from edgefreq.config import to_dict
 from edgefreq.export.sidecar import Sidecar
 from edgefreq.kernels import Preprocess
 from edgefreq.models import ModelConfig, build_model
-from edgefreq.rundir import RunConfig, save_yaml
+from edgefreq.config import write_yaml
+from edgefreq.rundir import RunConfig
 from edgefreq.runtime.backends import open_backend
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -37,10 +38,10 @@ def make_run(run: Path) -> Path:
     torch.manual_seed(0)
     model = build_model(cfg.model, SPEC.channels, SPEC.levels, SPEC.size).eval()
     run.mkdir()
-    save_yaml(run / "config.yaml", to_dict(cfg))
+    write_yaml(run / "config.yaml", to_dict(cfg))
     save_file(model.state_dict(), str(run / "model.safetensors"))
     good = sorted((BOTTLE / "train" / "good").glob("*.png"))
-    save_yaml(run / "split.yaml", {
+    write_yaml(run / "split.yaml", {
         "root": str(BOTTLE),
         "train": [str(p.relative_to(BOTTLE)) for p in good[12:20]],
         "calibration": [str(p.relative_to(BOTTLE)) for p in good[:12]],
