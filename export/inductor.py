@@ -15,7 +15,6 @@ was compiled for: the sidecar records both and the loader refuses a mismatch. FP
 from __future__ import annotations
 
 import copy
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from edgefreq.calibration import Calibration
 from edgefreq.errors import UserError
 from edgefreq.kernels import Preprocess
 
-from .onnx import FP32_TOLERANCE, BandsToScore, Check, check_bands, compare, quiet_export, random_bands, torch_reference
+from .onnx import FP32_TOLERANCE, BandsToScore, Check, check_bands, publish_checked, quiet_export, random_bands
 from .sidecar import BatchRange, Machine, Sidecar, band_names, sidecar_path
 
 DEFAULT_BATCH = BatchRange(1, 8, 32)
@@ -97,25 +96,21 @@ def build_pt2(
     wrapper = BandsToScore(copy.deepcopy(model).float().to(device).eval())
     dim = torch.export.Dim("batch", min=batch.min, max=batch.max)
     example = tuple(torch.from_numpy(b[:2]).to(device) for b in bands)
-    tmp = out_path.with_name(f".{out_path.name}.tmp.pt2")
     with tqdm(total=3, desc=f"pt2 {out_path.name}", unit="step", leave=False) as bar:
         bar.set_postfix_str("torch.export")
         with quiet_export(), torch.inference_mode():
             program = torch.export.export(wrapper, example, dynamic_shapes=(tuple({0: dim} for _ in bands),))
         bar.update()
-        bar.set_postfix_str(f"AOTInductor compile ({device})")
-        try:
+        bar.set_postfix_str(f"AOTInductor compile ({device}) + check vs torch")
+
+        def compile_to(path: Path) -> None:
             with quiet_export():
-                torch._inductor.aoti_compile_and_package(program, package_path=str(tmp))
-            bar.update()
-            bar.set_postfix_str("check vs torch")
-            check = compare(run_pt2(tmp, bands, sorted({1, bands[0].shape[0]}), device), torch_reference(wrapper.model, bands), FP32_TOLERANCE)
-            if not check.ok:
-                raise UserError(f"{out_path}: the compiled package disagrees with torch, not written: {check.summary()}")
-            os.replace(tmp, out_path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        bar.update()
+                torch._inductor.aoti_compile_and_package(program, package_path=str(path))
+
+        check = publish_checked(
+            out_path, compile_to, lambda path, b, batches: run_pt2(path, b, batches, device), wrapper.model, bands, FP32_TOLERANCE, "compiled package",
+        )
+        bar.update(2)
     cuda = device == "cuda"
     side = Sidecar(
         format="pt2",

@@ -32,7 +32,7 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,6 +139,25 @@ def compare(outputs: dict[int, tuple[np.ndarray, np.ndarray]], reference: tuple[
             max_abs[name] = max(max_abs[name], err)
             max_rel[name] = max(max_rel[name], err / max(float(np.abs(ref).max()), 1e-12))
     return Check(tuple(outputs), max_abs, max_rel, tolerance)
+
+
+def publish_checked(
+    out_path: Path, write: Callable[[Path], None], run: Callable[[Path, Sequence[np.ndarray], list[int]], dict],
+    model: nn.Module, bands: Sequence[np.ndarray], tolerance: float, what: str,
+) -> Check:
+    """`write` the engine to a temporary file, check it against torch on `bands` (the whole batch
+    and batch 1), and move it to `out_path` only if it agrees; the temporary file never survives
+    and an existing `out_path` is untouched on failure. `what` names the engine in errors."""
+    tmp = out_path.with_name(f".{out_path.stem}.tmp{out_path.suffix}")
+    try:
+        write(tmp)
+        check = compare(run(tmp, bands, sorted({1, bands[0].shape[0]})), torch_reference(model, bands), tolerance)
+        if not check.ok:
+            raise UserError(f"{out_path}: the {what} disagrees with torch, not written: {check.summary()}")
+        os.replace(tmp, out_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return check
 
 
 def run_onnxruntime(path: str | Path, bands: Sequence[np.ndarray], batches: Sequence[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
@@ -248,7 +267,6 @@ def export_onnx(
     precision = "fp16" if fp16 else "fp32"
     model = model.eval()
     start = time.perf_counter()
-    tmp = out_path.with_name(f".{out_path.name}.tmp")
     with tqdm(total=4, desc=f"export {out_path.name}", unit="step", leave=False) as bar:
         bar.set_postfix_str("trace")
         proto = trace_onnx(model, [b[:2] for b in bands], fp16=fp16, opset=opset)
@@ -257,14 +275,9 @@ def export_onnx(
         onnx.checker.check_model(proto, full_check=True)
         bar.update()
         bar.set_postfix_str("ONNX Runtime vs torch")
-        try:
-            onnx.save(proto, str(tmp))
-            check = compare(run_onnxruntime(tmp, bands, sorted({1, bands[0].shape[0]})), torch_reference(model, bands), TOLERANCES[precision])
-            if not check.ok:
-                raise UserError(f"{out_path}: the exported graph disagrees with torch, not written: {check.summary()}")
-            os.replace(tmp, out_path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        check = publish_checked(
+            out_path, lambda tmp: onnx.save(proto, str(tmp)), run_onnxruntime, model, bands, TOLERANCES[precision], "exported graph"
+        )
         bar.update()
         bar.set_postfix_str("sidecar")
         side = Sidecar(
