@@ -5,8 +5,11 @@
 A plan lists runs: name, dataset (a folder under ../shared/data or a path), config (shipped name
 or YAML), overrides (`section.key=value`), seeds. Each (name, seed) is trained for the config's
 fixed epochs (the last epoch is the model), calibrated on its held-out good images, evaluated on
-the test set once. Finished runs are recorded in benchmarks/results/accuracy.jsonl and skipped
-next time (an interrupted run resumes from its checkpoint); benchmarks/results/accuracy.md is
+the test set once. A run whose config differs from a finished run's only in the image-score
+reduction (`model.score_reduce`, which training never reads) evaluates that run's weights instead
+of training the same model again, so the two reductions are compared on the very same model.
+Finished runs are recorded in benchmarks/results/accuracy.jsonl and skipped next time (an
+interrupted run resumes from its checkpoint); benchmarks/results/accuracy.md is
 rebuilt from the JSONL after every run.
 """
 
@@ -16,6 +19,7 @@ import argparse
 import json
 import platform
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -25,9 +29,10 @@ import yaml
 
 from edgefreq.calibrate import calibrate
 from edgefreq.calibration import ThresholdPolicy
+from edgefreq.config import load_yaml, to_dict, write_yaml
 from edgefreq.evaluate import evaluate
 from edgefreq.models import build_model, count_parameters, flops
-from edgefreq.rundir import load_config
+from edgefreq.rundir import RunConfig, load_config, read_config
 from edgefreq.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,14 +53,37 @@ def done_keys() -> set[tuple[str, str, int]]:
     return {(r["dataset"], r["name"], r["seed"]) for r in map(json.loads, JSONL.read_text().splitlines())}
 
 
+def training_key(cfg: RunConfig) -> dict:
+    """Everything training reads: the config without the image-score reduction."""
+    d = to_dict(cfg)
+    d["model"].pop("score_reduce")
+    return d
+
+
+def trained_twin(cfg: RunConfig, data: Path, runs: Path, out: Path) -> Path | None:
+    """A finished run in `runs` trained on `data` with the same training config, if any."""
+    for weights in sorted(runs.glob("*/model.safetensors")):
+        other = weights.parent
+        if other == out or Path(load_yaml(other / "split.yaml")["root"]) != data.resolve():
+            continue
+        if training_key(read_config(other)) == training_key(cfg):
+            return other
+    return None
+
+
 def run_one(entry: dict, seed: int, runs: Path) -> dict:
     data = Path(entry["dataset"])
     data = data if data.is_absolute() or data.exists() else SHARED_DATA / data
     overrides = list(entry.get("overrides", [])) + [f"train.seed={seed}"]
     cfg = load_config(entry["config"], overrides)
     out = runs / f"{data.name}-{entry['name']}-seed{seed}"
+    twin = None if (out / "model.safetensors").exists() else trained_twin(cfg, data, runs, out)
     t0 = time.perf_counter()
-    train(cfg, data, out)
+    if twin is None:
+        train(cfg, data, out)
+    else:
+        shutil.copytree(twin, out, ignore=shutil.ignore_patterns("eval", "calibration.yaml"), dirs_exist_ok=True)
+        write_yaml(out / "config.yaml", to_dict(cfg), "config")
     train_s = time.perf_counter() - t0
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     cal = calibrate(out, ThresholdPolicy(), device=cfg.train.device)
@@ -82,6 +110,7 @@ def run_one(entry: dict, seed: int, runs: Path) -> dict:
         "gflops": flops(model, spec.channels, spec.size, spec.levels) / 1e9,
         "machine": machine(),
         "train_seconds": round(train_s, 1),
+        "weights_from": twin.name if twin else None,
         "train_seconds_logged": round(sum(r["seconds"] for r in log), 1),
         "command": command,
         "torch": torch.__version__,
@@ -98,9 +127,10 @@ def write_markdown(header: str) -> None:
              "| dataset | run | seed | epochs | image AUROC | pixel AUROC | false-reject (test good) | escape | params | GFLOPs/frame | machine | train wall |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        wall = f"weights of {r['weights_from']}" if r.get("weights_from") else f"{r['train_seconds'] / 60:.1f} min"
         lines.append(
             f"| {r['dataset']} | {r['name']} | {r['seed']} | {r['epochs']} | {fmt(r['image_auroc'])} | {fmt(r['pixel_auroc'])} | "
-            f"{fmt(r['false_reject_rate'])} | {fmt(r['escape_rate'])} | {r['params'] / 1e6:.2f} M | {r['gflops']:.3f} | {r['machine']} | {r['train_seconds'] / 60:.1f} min |"
+            f"{fmt(r['false_reject_rate'])} | {fmt(r['escape_rate'])} | {r['params'] / 1e6:.2f} M | {r['gflops']:.3f} | {r['machine']} | {wall} |"
         )
     lines += ["", "## Commands", ""]
     for r in rows:

@@ -38,7 +38,7 @@ def calibrate(run: Path, policy: ThresholdPolicy, data: Path | None = None, batc
     missing = [p for p in paths if not p.exists()]
     if missing:
         raise UserError(f"{missing[0]}: calibration image not found (the data folder moved? pass --data)")
-    scores, _ = score_paths(model, cfg.preprocess, paths, batch, desc="calibrating")
+    scores, _, _ = score_paths(model, cfg.preprocess, paths, batch, desc="calibrating")
     calibration = Calibration.from_scores(scores, policy)
     calibration.save(run / "calibration.yaml")
     return calibration

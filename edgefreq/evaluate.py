@@ -48,11 +48,11 @@ def evaluate(run: Path, data: Path, out: Path, batch: int = 16, device: str = "a
     spec = cfg.preprocess
     start = time.perf_counter()
     paths = [s.path for s in index.test]
-    scores, maps = score_paths(model, spec, paths, batch, desc="evaluating")
+    scores, maps, shapes = score_paths(model, spec, paths, batch, desc="evaluating")
     seconds = time.perf_counter() - start
     labels = np.array([s.label for s in index.test])
     defects = np.array([s.defect for s in index.test])
-    masks = np.stack([load_mask(s.mask, spec, load_image(s.path).shape[:2]) for s in index.test])
+    masks = np.stack([load_mask(s.mask, spec, shape) for s, shape in zip(index.test, shapes)])
     has_mask = np.array([s.mask is not None or s.label == 0 for s in index.test])
     threshold = calibration.threshold
     nok = scores > threshold

@@ -21,16 +21,18 @@ def score_paths(
     batch_size: int = 16,
     fd_impl: str = "auto",
     desc: str = "scoring",
-) -> tuple[np.ndarray, np.ndarray]:
-    """(scores N, anomaly maps N x H x W) for image files, preprocessed exactly as in training."""
+) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
+    """(scores N, anomaly maps N x H x W, each file's H x W) for image files, preprocessed exactly
+    as in training; the file sizes let a caller fit ground-truth masks without reading images again."""
     device = next(model.parameters()).device
-    scores, maps = [], []
+    scores, maps, shapes = [], [], []
     for start in tqdm(range(0, len(paths), batch_size), desc=desc, unit="batch", leave=False):
-        chunk = paths[start : start + batch_size]
-        x = torch.from_numpy(np.stack([preprocess_frame(load_image(p), spec) for p in chunk])).to(device)
+        images = [load_image(p) for p in paths[start : start + batch_size]]
+        shapes += [img.shape[:2] for img in images]
+        x = torch.from_numpy(np.stack([preprocess_frame(img, spec) for img in images])).to(device)
         score, amap = model.score(decouple(x, spec.levels, fd_impl, spec.clip_high))
         scores.append(score.float().cpu().numpy())
         maps.append(amap.float().cpu().numpy())
     if not scores:
-        return np.zeros(0, np.float32), np.zeros((0, *spec.size), np.float32)
-    return np.concatenate(scores), np.concatenate(maps)
+        return np.zeros(0, np.float32), np.zeros((0, *spec.size), np.float32), shapes
+    return np.concatenate(scores), np.concatenate(maps), shapes

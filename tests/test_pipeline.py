@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -129,3 +130,45 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
         proc = subprocess.run([sys.executable, "-m", "edgefreq", *argv], capture_output=True, text=True)
         assert proc.returncode == 2, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def load_accuracy_driver():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "accuracy.py"
+    spec = importlib.util.spec_from_file_location("accuracy_driver", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_accuracy_driver_rows_resume_and_reuse_weights(dataset: Path, tmp_path: Path, monkeypatch) -> None:
+    """One row per (dataset, name, seed); a rerun skips them; a score-reduction variant evaluates
+    the same weights instead of training again, and its scores are the max of the maps."""
+    driver = load_accuracy_driver()
+    monkeypatch.setattr(driver, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(driver, "JSONL", tmp_path / "results" / "accuracy.jsonl")
+    overrides = [*TINY, "train.device=cpu"]
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(json.dumps({"runs": [
+        {"name": "mean", "dataset": str(dataset), "config": "cpu-budget", "overrides": overrides},
+        {"name": "max", "dataset": str(dataset), "config": "cpu-budget", "overrides": [*overrides, "model.score_reduce=max"]},
+        {"name": "wider", "dataset": str(dataset), "config": "cpu-budget", "overrides": [*overrides, "model.ngf=8"]},
+    ]}))
+    runs = tmp_path / "runs"
+    trained = []
+    real_train = driver.train
+    monkeypatch.setattr(driver, "train", lambda cfg, data, out: trained.append(out.name) or real_train(cfg, data, out))
+    assert driver.main([str(plan), "--runs", str(runs)]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "results" / "accuracy.jsonl").read_text().splitlines()]
+    assert [(r["name"], r["seed"]) for r in rows] == [("mean", 1), ("max", 1), ("wider", 1)]
+    assert trained == [f"{dataset.name}-mean-seed1", f"{dataset.name}-wider-seed1"]
+    assert rows[1]["weights_from"] == f"{dataset.name}-mean-seed1" and rows[0]["weights_from"] is None
+    mean_run, max_run = runs / f"{dataset.name}-mean-seed1", runs / f"{dataset.name}-max-seed1"
+    assert (mean_run / "model.safetensors").read_bytes() == (max_run / "model.safetensors").read_bytes()
+    mean_report = json.loads((mean_run / "eval" / "report.json").read_text())
+    max_report = json.loads((max_run / "eval" / "report.json").read_text())
+    assert mean_report["scores"] != max_report["scores"]
+    table = (tmp_path / "results" / "accuracy.md").read_text()
+    assert f"weights of {dataset.name}-mean-seed1" in table and table.count("| line") == 3
+    assert driver.main([str(plan), "--runs", str(runs)]) == 0  # everything recorded: nothing runs
+    assert len((tmp_path / "results" / "accuracy.jsonl").read_text().splitlines()) == 3
+    assert len(trained) == 2
