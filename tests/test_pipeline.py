@@ -11,11 +11,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import yaml
 from safetensors.torch import load_file
 
 import edgefreq.train as train_mod
 from edgefreq.calibrate import calibrate
 from edgefreq.calibration import ThresholdPolicy
+from edgefreq.config import to_dict
 from edgefreq.errors import UserError
 from edgefreq.evaluate import evaluate
 from edgefreq.rundir import load_config, load_run
@@ -172,3 +174,11 @@ def test_accuracy_driver_rows_resume_and_reuse_weights(dataset: Path, tmp_path: 
     assert driver.main([str(plan), "--runs", str(runs)]) == 0  # everything recorded: nothing runs
     assert len((tmp_path / "results" / "accuracy.jsonl").read_text().splitlines()) == 3
     assert len(trained) == 2
+
+
+def test_shipped_edge_config_is_the_measured_ablation_row() -> None:
+    """configs/edge.yaml is recommended on the strength of the ablation row full-ngf16-max-score:
+    it must stay exactly that configuration (seed aside), or the accuracy it quotes is not its own."""
+    plan = yaml.safe_load((Path(__file__).resolve().parents[1] / "benchmarks" / "plans" / "ablation.yaml").read_text())
+    row = next(r for r in plan["runs"] if r["name"] == "full-ngf16-max-score" and r["dataset"] == "mvtec_bottle")
+    assert to_dict(load_config("edge")) == to_dict(load_config(row["config"], row.get("overrides", [])))
