@@ -8,6 +8,7 @@ package to install, unless EDGEFREQ_REQUIRE_SERVERS=1 (CI sets it): then it fail
 from __future__ import annotations
 
 import getpass
+import importlib.util
 import os
 import shutil
 import socket
@@ -15,6 +16,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -32,6 +34,15 @@ def require_binary(name: str, apt_package: str) -> str:
     if REQUIRE_SERVERS:
         pytest.fail(f"{reason}; EDGEFREQ_REQUIRE_SERVERS=1 requires it")
     pytest.skip(reason)
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """A script from benchmarks/ (not a package) as a module, for testing its functions."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def free_port() -> int:

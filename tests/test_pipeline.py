@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -12,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 import yaml
+from conftest import load_benchmark
 from safetensors.torch import load_file
 
 import edgefreq.train as train_mod
@@ -134,18 +134,10 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
-def load_accuracy_driver():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "accuracy.py"
-    spec = importlib.util.spec_from_file_location("accuracy_driver", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_accuracy_driver_rows_resume_and_reuse_weights(dataset: Path, tmp_path: Path, monkeypatch) -> None:
     """One row per (dataset, name, seed); a rerun skips them; a score-reduction variant evaluates
     the same weights instead of training again, and its scores are the max of the maps."""
-    driver = load_accuracy_driver()
+    driver = load_benchmark("accuracy")
     monkeypatch.setattr(driver, "RESULTS", tmp_path / "results")
     monkeypatch.setattr(driver, "JSONL", tmp_path / "results" / "accuracy.jsonl")
     overrides = [*TINY, "train.device=cpu"]
@@ -174,6 +166,16 @@ def test_accuracy_driver_rows_resume_and_reuse_weights(dataset: Path, tmp_path: 
     assert driver.main([str(plan), "--runs", str(runs)]) == 0  # everything recorded: nothing runs
     assert len((tmp_path / "results" / "accuracy.jsonl").read_text().splitlines()) == 3
     assert len(trained) == 2
+
+    # operating points: the default policy reproduces eval's own rates; looser policies escape less
+    points = load_benchmark("operating_points")
+    rows = points.operating_points(mean_run)
+    assert rows[0]["policy"] == "max + 0.1 * (max - min)"
+    assert (rows[0]["false_reject_rate"], rows[0]["escape_rate"]) == (mean_report["false_reject_rate"], mean_report["escape_rate"])
+    assert rows[1]["threshold"] < rows[0]["threshold"] and rows[1]["escape_rate"] <= rows[0]["escape_rate"]
+    assert points.main([str(mean_run), "--out", str(tmp_path / "points.md")]) == 0
+    assert (tmp_path / "points.md").read_text().count(mean_run.name) == len(points.POLICIES)
+    assert points.main([str(tmp_path)]) == 2
 
 
 def test_shipped_edge_config_is_the_measured_ablation_row() -> None:

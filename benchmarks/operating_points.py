@@ -1,0 +1,69 @@
+"""What each threshold policy would do on the line: false rejects and escapes on the test set for
+run folders that are trained, calibrated and evaluated (the accuracy driver leaves them in its
+--runs folder). Every policy is computed from the stored normal range, never fitted to the test
+set, and all are shown: the choice is the line's (cost of a false reject vs an escape).
+
+    python benchmarks/operating_points.py runs/accuracy/mvtec_bottle-full-ngf16-max-score-seed* \
+        --out benchmarks/results/operating-points.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from edgefreq.calibration import Calibration, ThresholdPolicy
+
+POLICIES = (
+    ThresholdPolicy(kind="max_margin", margin=0.1),
+    ThresholdPolicy(kind="max_margin", margin=0.0),
+    ThresholdPolicy(kind="quantile", q=0.95),
+    ThresholdPolicy(kind="mean_std", k=3.0),
+    ThresholdPolicy(kind="mean_std", k=2.0),
+)
+
+
+def operating_points(run: Path) -> list[dict]:
+    """One row per policy: threshold, false-reject rate (test good) and escape rate (test defects)."""
+    calibration = Calibration.load(run / "calibration.yaml")
+    report = json.loads((run / "eval" / "report.json").read_text())
+    scores = np.array([s["score"] for s in report["scores"]])
+    labels = np.array([s["label"] for s in report["scores"]])
+    rows = []
+    for policy in POLICIES:
+        threshold = policy.threshold(calibration.range)
+        rows.append({
+            "policy": policy.describe(),
+            "threshold": threshold,
+            "false_reject_rate": float((scores[labels == 0] > threshold).mean()),
+            "escape_rate": float((scores[labels == 1] <= threshold).mean()),
+        })
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("runs", type=Path, nargs="+", help="evaluated run folders")
+    p.add_argument("--out", type=Path, help="Markdown file to write (default: print)")
+    args = p.parse_args(argv)
+    lines = ["| run | policy | threshold | false-reject (test good) | escape (test defects) |", "|---|---|---|---|---|"]
+    for run in args.runs:
+        if not (run / "eval" / "report.json").exists():
+            print(f"error: {run}: no eval/report.json (train, calibrate and evaluate it first)", file=sys.stderr)
+            return 2
+        for row in operating_points(run):
+            lines.append(f"| {run.name} | {row['policy']} | {row['threshold']:.4g} | {row['false_reject_rate']:.3f} | {row['escape_rate']:.3f} |")
+    text = "\n".join(lines) + "\n"
+    if args.out:
+        args.out.write_text(text)
+    else:
+        print(text, end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
