@@ -50,7 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("runs", type=Path, nargs="+", help="evaluated run folders")
     p.add_argument("--out", type=Path, help="Markdown file to write (default: print)")
     args = p.parse_args(argv)
-    lines = ["| run | policy | threshold | false-reject (test good) | escape (test defects) |", "|---|---|---|---|---|"]
+    lines = ["# Operating points of the threshold policies", "",
+             "`python benchmarks/operating_points.py " + " ".join(r.name for r in args.runs) + "` (run folders of the accuracy driver);",
+             "thresholds from each run's calibration (held-out good training images), rates on its test set.", "",
+             "| run | policy | threshold | false-reject (test good) | escape (test defects) |", "|---|---|---|---|---|"]
     for run in args.runs:
         if not (run / "eval" / "report.json").exists():
             print(f"error: {run}: no eval/report.json (train, calibrate and evaluate it first)", file=sys.stderr)
