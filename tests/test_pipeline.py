@@ -179,8 +179,8 @@ def test_accuracy_driver_rows_resume_and_reuse_weights(dataset: Path, tmp_path: 
 
 
 def test_shipped_edge_config_is_the_measured_ablation_row() -> None:
-    """configs/edge.yaml is recommended on the strength of the ablation row full-ngf16-max-score:
-    it must stay exactly that configuration (seed aside), or the accuracy it quotes is not its own."""
+    """configs/edge.yaml is recommended on the strength of the ablation rows wfdl-cpu on bottle:
+    it must stay exactly that configuration, or the accuracy it quotes is not its own."""
     plan = yaml.safe_load((Path(__file__).resolve().parents[1] / "benchmarks" / "plans" / "ablation.yaml").read_text())
-    row = next(r for r in plan["runs"] if r["name"] == "full-ngf16-max-score" and r["dataset"] == "mvtec_bottle")
+    row = next(r for r in plan["runs"] if r["name"] == "wfdl-cpu" and r["dataset"] == "mvtec_bottle")
     assert to_dict(load_config("edge")) == to_dict(load_config(row["config"], row.get("overrides", [])))
