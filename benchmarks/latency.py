@@ -92,14 +92,19 @@ class Subject:
     setup: dict[str, str] = field(default_factory=dict)  # backend -> "12.3 s" or why it did not run
 
 
-def load_subject(spec: str, work: Path, seed: int) -> Subject:
+def subject_name(spec: str) -> str:
+    """A run folder's name, or a config's name without .yaml."""
     path = Path(spec)
+    return path.name if path.is_dir() else path.stem
+
+
+def load_subject(spec: str, work: Path, seed: int) -> Subject:
+    path, name = Path(spec), subject_name(spec)
     if path.is_dir():
         model, cfg = load_run(path, "cpu")
-        name, run, weights = path.name, path, f"trained ({path})"
+        run, weights = path, f"trained ({path})"
     else:
         cfg = load_config(spec)
-        name = Path(spec).stem
         torch.manual_seed(seed)
         model = build_model(cfg.model, cfg.preprocess.channels, cfg.preprocess.levels, cfg.preprocess.size).eval()
         run = work / name
@@ -251,7 +256,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
         cv2.setNumThreads(args.threads)
-    names = [Path(m).stem if not Path(m).is_dir() else Path(m).name for m in args.model]
+    names = [subject_name(m) for m in args.model]
     trained_items = args.trained if args.trained is not None else ([f"embedded={EMBEDDED}"] if "embedded" in names and EMBEDDED.exists() else [])
     trained = parse_trained(trained_items, names)
     load_before = os.getloadavg()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgefreq.calibration import Calibration, ThresholdPolicy
+from edgefreq.calibration import Calibration, ThresholdPolicy, false_reject_rate
 
 POLICIES = (
     ThresholdPolicy(kind="max_margin", margin=0.1),
@@ -39,7 +39,7 @@ def operating_points(run: Path) -> list[dict]:
         rows.append({
             "policy": policy.describe(),
             "threshold": threshold,
-            "false_reject_rate": float((scores[labels == 0] > threshold).mean()),
+            "false_reject_rate": false_reject_rate(scores[labels == 0], threshold),
             "escape_rate": float((scores[labels == 1] <= threshold).mean()),
         })
     return rows

@@ -15,7 +15,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from edgefreq import plots
-from edgefreq.calibration import Calibration
+from edgefreq.calibration import Calibration, false_reject_rate
 from edgefreq.data import load_image, load_mask, scan_dataset
 from edgefreq.errors import UserError
 from edgefreq.rundir import load_run
@@ -87,7 +87,7 @@ def evaluate(run: Path, data: Path, out: Path, batch: int = 16, device: str = "a
         "threshold": float(threshold),
         "threshold_policy": calibration.policy.describe(),
         "calibration_false_reject_rate": float(calibration.false_reject_rate),
-        "false_reject_rate": float(nok[labels == 0].mean()) if (labels == 0).any() else None,
+        "false_reject_rate": false_reject_rate(scores[labels == 0], threshold) if (labels == 0).any() else None,
         "escape_rate": float((~nok[labels == 1]).mean()) if (labels == 1).any() else None,
         "per_defect": per_defect,
         "scoring_seconds": round(seconds, 2),
