@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from edgefreq.calibration import Calibration, ThresholdPolicy, false_reject_rate
+from edgefreq.errors import UserError
 
 POLICIES = (
     ThresholdPolicy(kind="max_margin", margin=0.1),
@@ -58,7 +59,12 @@ def main(argv: list[str] | None = None) -> int:
         if not (run / "eval" / "report.json").exists():
             print(f"error: {run}: no eval/report.json (train, calibrate and evaluate it first)", file=sys.stderr)
             return 2
-        for row in operating_points(run):
+        try:
+            rows = operating_points(run)
+        except UserError as exc:  # no or a damaged calibration.yaml
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        for row in rows:
             lines.append(f"| {run.name} | {row['policy']} | {row['threshold']:.4g} | {row['false_reject_rate']:.3f} | {row['escape_rate']:.3f} |")
     text = "\n".join(lines) + "\n"
     if args.out:

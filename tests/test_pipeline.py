@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -176,6 +177,9 @@ def test_accuracy_driver_rows_resume_and_reuse_weights(dataset: Path, tmp_path: 
     assert points.main([str(mean_run), "--out", str(tmp_path / "points.md")]) == 0
     assert (tmp_path / "points.md").read_text().count(f"| {mean_run.name} |") == len(points.POLICIES)
     assert points.main([str(tmp_path)]) == 2
+    uncalibrated = tmp_path / "uncalibrated"
+    shutil.copytree(mean_run / "eval", uncalibrated / "eval")
+    assert points.main([str(uncalibrated)]) == 2
 
 
 def test_shipped_edge_config_is_the_measured_ablation_row() -> None:
