@@ -77,14 +77,19 @@ def decouple(images: torch.Tensor, levels: int = 2, impl: str = "auto", clip_hig
 def frame_to_bands(frames: np.ndarray | torch.Tensor, spec: Preprocess, impl: str = "auto") -> list[torch.Tensor]:
     """Raw uint8 frames -> `spec.levels` bands, each B x C x h x w float32 on the frames' device.
 
-    `frames` is one frame (H x W gray, H x W x 3 BGR) or a batch (B x H x W x C), numpy or torch.
-    On CUDA (auto) or with impl="triton": one fused Triton launch for the whole batch; on CPU
+    `frames` is one frame (H x W gray, H x W x C with C = 1 or 3) or a batch, always B x H x W x C
+    (gray frames B x H x W x 1): a 3-D array is one frame, never a stack of gray frames. On CUDA (auto) or with impl="triton": one fused Triton launch for the whole batch; on CPU
     (auto) OpenCV; "torch" runs the same preprocessing then the torch reference FD.
     """
     device = frames.device if isinstance(frames, torch.Tensor) else torch.device("cpu")
     impl = _resolve(impl, device, cpu_default="opencv")
     if frames.ndim not in (2, 3, 4):
         raise UserError(f"frames must be H x W, H x W x C or B x H x W x C, got shape {tuple(frames.shape)}")
+    if frames.shape[-1] not in (1, 3) and frames.ndim > 2:
+        raise UserError(
+            f"frames must end in a channel axis of 1 (gray) or 3 (BGR), got shape {tuple(frames.shape)}: "
+            "a batch of gray frames is B x H x W x 1"
+        )
     if impl == "triton":
         from .fd_triton import frame_to_bands_triton
 

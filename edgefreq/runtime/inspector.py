@@ -33,6 +33,12 @@ def frames_to_bands(frames: np.ndarray, spec, device: torch.device, fd_impl: str
     return [b.numpy() for b in frame_to_bands(frames, spec, impl="opencv" if fd_impl == "auto" else fd_impl)]
 
 
+def as_batch(images: list[np.ndarray]) -> np.ndarray:
+    """Frames of one shape (H x W gray or H x W x C) as one B x H x W x C batch: the only batch layout
+    the runtime hands to FD, so a stack of gray frames is never mistaken for one colour frame."""
+    return np.stack([image[:, :, None] if image.ndim == 2 else image for image in images])
+
+
 @dataclass
 class Inspection:
     decision: Decision
@@ -59,7 +65,7 @@ class Inspector:
         self.fd_impl = fd_impl
 
     def _bands(self, images: list[np.ndarray]) -> list:
-        return frames_to_bands(np.stack(images), self.spec, self.device, self.fd_impl)
+        return frames_to_bands(as_batch(images), self.spec, self.device, self.fd_impl)
 
     def inspect(self, frames: list[Frame], dropped: int) -> list[Inspection]:
         """Decisions for `frames` (in order). Frames of different sizes are inspected in groups."""
