@@ -28,6 +28,7 @@ from edgefreq.calibration import Calibration
 from edgefreq.config import from_dict, load_yaml, to_dict, write_yaml
 from edgefreq.errors import UserError
 from edgefreq.kernels import Preprocess
+from edgefreq.runtime.record import engine_id
 
 SCHEMA_VERSION = 1
 FORMATS = {".onnx": "onnx", ".plan": "plan", ".pt2": "pt2"}
@@ -220,6 +221,11 @@ class Sidecar:
         if fmt in ("plan", "pt2"):
             side.check_machine(engine, machine or Machine.probe(tensorrt=fmt == "plan"))
         return side
+
+    @property
+    def engine_id(self) -> str:
+        """NAME@HASH: how every decision record names this engine (record.engine_id)."""
+        return engine_id(self.engine, self.sha256)
 
     @property
     def remake(self) -> str:

@@ -10,6 +10,7 @@ import torch
 from edgefreq.calibration import Calibration
 from edgefreq.errors import UserError
 from edgefreq.export.onnx import export_onnx, random_bands, torch_reference
+from edgefreq.export.sidecar import file_sha256
 from edgefreq.kernels import Preprocess
 from edgefreq.models import ModelConfig, build_model
 from edgefreq.runtime.backends import Backend, open_backend
@@ -31,7 +32,7 @@ def test_onnxruntime_backend(export):
     model, path = export
     with open_backend(path, device="cpu") as backend:
         assert (backend.name, backend.device, backend.max_batch, backend.model) == ("onnxruntime", "cpu", None, "wfdl")
-        assert backend.engine_id.startswith("tile.onnx:") and len(backend.engine_id) == len("tile.onnx:") + 12
+        assert backend.engine_id == f"tile.onnx@{file_sha256(path)[:12]}"
         assert backend.preprocess == SPEC and backend.calibration.threshold == pytest.approx(0.72)
         bands = random_bands(SPEC, 3, seed=5)
         score, amap = backend.infer(bands)

@@ -78,7 +78,7 @@ def test_torch_reference_and_engines_agree(exported):
     paths = sorted((BOTTLE / "test" / "broken_small").glob("*.png"))[:4]
     bands = next(calibration_batches(paths, SPEC, 4))
     with open_backend(run, device="cpu") as reference, open_backend(root / "bottle.onnx") as onnx:
-        assert reference.name == "torch" and reference.engine_id.startswith("bottle-run:")
+        assert reference.name == "torch" and reference.engine_id.startswith("bottle-run@")
         assert reference.calibration == onnx.calibration
         ref_score, ref_map = reference.infer(bands)
         score, amap = onnx.infer(bands)

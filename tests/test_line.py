@@ -20,6 +20,7 @@ from edgefreq.calibrate import calibrate
 from edgefreq.calibration import ThresholdPolicy
 from edgefreq.errors import UserError
 from edgefreq.export.onnx import export_onnx
+from edgefreq.export.sidecar import file_sha256
 from edgefreq.rundir import load_config, load_run
 from edgefreq.runtime.backends import open_backend
 from edgefreq.runtime.capture import Capture
@@ -73,7 +74,7 @@ def test_every_frame_of_a_folder_gets_one_decision(engine: Path, tmp_path: Path)
     assert [d.frame_id for d in decisions] == list(range(6))
     s = json.loads(summary.read_text())
     assert s["frames"] == 6 == s["ok"] + s["nok"] and s["dropped"] == 0
-    assert all(d.engine.startswith("tiny.onnx") and d.threshold > 0 for d in decisions)
+    assert all(d.engine == f"tiny.onnx@{file_sha256(engine)[:12]}" and d.threshold > 0 for d in decisions)  # NAME@HASH
     assert "6 frames" in proc.stderr
 
 

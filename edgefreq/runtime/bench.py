@@ -242,7 +242,7 @@ def run_bench(
     plan = [(b, math.ceil(frames / b)) for b in batches]
     report: BenchReport | None = None
     next_id = 0
-    with tqdm(total=sum(warmup + n for _, n in plan), desc=f"bench {backend.engine_id.split(':')[0]}", unit="batch",
+    with tqdm(total=sum(warmup + n for _, n in plan), desc=f"bench {backend.engine_id.split('@')[0]}", unit="batch",
               disable=not progress, leave=False) as bar:
         for batch, count in plan:
             result = BatchResult(batch)

@@ -50,7 +50,7 @@ class Backend(abc.ABC):
         self.preprocess = preprocess
         self.calibration = calibration
         self.model = model  # model kind
-        self.engine_id = engine_id  # "file name:sha256[:12]": names the engine in every decision record
+        self.engine_id = engine_id  # NAME@HASH (record.engine_id): names the engine in every decision record
         self.device = device  # "cpu" or "cuda:N"
         self.max_batch = max_batch  # None: any batch size
 

@@ -28,7 +28,7 @@ class InductorBackend(Backend):
             sidecar.preprocess,
             sidecar.calibration,
             sidecar.model,
-            f"{sidecar.engine}:{sidecar.sha256[:12]}",
+            sidecar.engine_id,
             device,
             sidecar.batch.max,
         )

@@ -39,7 +39,7 @@ class OnnxRuntimeBackend(Backend):
             sidecar.preprocess,
             sidecar.calibration,
             sidecar.model,
-            f"{sidecar.engine}:{sidecar.sha256[:12]}",
+            sidecar.engine_id,
             "cuda:0" if on_cuda else "cpu",
             sidecar.batch.max,
         )

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from edgefreq.calibration import Calibration
+from edgefreq.runtime.record import engine_id
 
 from .base import Backend, Band
 
@@ -26,7 +27,7 @@ class TorchBackend(Backend):
         calibration = Calibration.load(run / "calibration.yaml") if (run / "calibration.yaml").exists() else None
         digest = hashlib.sha256((run / "model.safetensors").read_bytes()).hexdigest()
         self._device = next(self._model.parameters()).device
-        super().__init__(cfg.preprocess, calibration, cfg.model.kind, f"{run.name}:{digest[:12]}", str(self._device), None)
+        super().__init__(cfg.preprocess, calibration, cfg.model.kind, engine_id(run.name, digest), str(self._device), None)
 
     def _infer(self, bands: list[Band]) -> tuple[np.ndarray, np.ndarray]:
         with torch.inference_mode():
