@@ -5,12 +5,14 @@
 A plan lists runs: name, dataset (a folder under ../shared/data or a path), config (shipped name
 or YAML), overrides (`section.key=value`), seeds. Each (name, seed) is trained for the config's
 fixed epochs (the last epoch is the model), calibrated on its held-out good images, evaluated on
-the test set once. A run whose config differs from a finished run's only in the image-score
-reduction (`model.score_reduce`, which training never reads) evaluates that run's weights instead
-of training the same model again, so the two reductions are compared on the very same model.
-Finished runs are recorded in benchmarks/results/accuracy.jsonl and skipped next time (an
-interrupted run resumes from its checkpoint); benchmarks/results/accuracy.md is
-rebuilt from the JSONL after every run.
+the test set once. A run whose config differs from a finished run's only in scoring keys
+(models.SCORING_KEYS: map, normalization, reduction, smoothing; training never reads them) is
+calibrated and evaluated on that run's weights instead of training the same model again, so the
+scores are compared on the very same model. Finished runs are recorded in
+benchmarks/results/RESULTS.jsonl (RESULTS: the plan's `results`, default "accuracy") and skipped
+next time (an interrupted run resumes from its checkpoint); RESULTS.md is rebuilt from the JSONL
+after every run, with RESULTS-header.md on top, a mean +- std table over seeds and, per row, the
+image AUROC's bootstrap 95 % interval (2000 stratified resamples of the test images).
 """
 
 from __future__ import annotations
@@ -24,21 +26,24 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
+from sklearn.metrics import roc_auc_score
 
 from edgefreq.calibrate import calibrate
 from edgefreq.calibration import ThresholdPolicy
 from edgefreq.config import load_yaml, to_dict, write_yaml
 from edgefreq.evaluate import evaluate
 from edgefreq.models import build_model, count_parameters, flops
-from edgefreq.rundir import RunConfig, load_config, read_config
+from edgefreq.rundir import STATS_FILE, RunConfig, load_config, read_config, training_key
 from edgefreq.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-JSONL = RESULTS / "accuracy.jsonl"
 SHARED_DATA = ROOT.parent / "shared" / "data"
+BOOTSTRAP = 2000
+JSONL = RESULTS / "accuracy.jsonl"  # set by main from the plan's `results`
 
 
 def machine() -> str:
@@ -51,13 +56,6 @@ def done_keys() -> set[tuple[str, str, int]]:
     if not JSONL.exists():
         return set()
     return {(r["dataset"], r["name"], r["seed"]) for r in map(json.loads, JSONL.read_text().splitlines())}
-
-
-def training_key(cfg: RunConfig) -> dict:
-    """Everything training reads: the config without the image-score reduction."""
-    d = to_dict(cfg)
-    d["model"].pop("score_reduce")
-    return d
 
 
 def trained_twin(cfg: RunConfig, data: Path, runs: Path, out: Path) -> Path | None:
@@ -82,7 +80,7 @@ def run_one(entry: dict, seed: int, runs: Path) -> dict:
     if twin is None:
         train(cfg, data, out)
     else:
-        shutil.copytree(twin, out, ignore=shutil.ignore_patterns("eval", "calibration.yaml"), dirs_exist_ok=True)
+        shutil.copytree(twin, out, ignore=shutil.ignore_patterns("eval", "calibration.yaml", STATS_FILE, "checkpoint*"), dirs_exist_ok=True)
         write_yaml(out / "config.yaml", to_dict(cfg), "config")
     train_s = time.perf_counter() - t0
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
@@ -95,6 +93,10 @@ def run_one(entry: dict, seed: int, runs: Path) -> dict:
     )
     return {
         "name": entry["name"],
+        "kind": cfg.model.kind,
+        "scoring": report["scoring"],
+        "generator_beats_mean_image": report["generator_beats_mean_image"],
+        "image_auroc_ci95": bootstrap_ci(report),
         "dataset": data.name,
         "config": entry["config"],
         "overrides": overrides,
@@ -117,25 +119,63 @@ def run_one(entry: dict, seed: int, runs: Path) -> dict:
     }
 
 
+def bootstrap_ci(report: dict, seed: int = 0) -> list[float] | None:
+    """The image AUROC's 95 % bootstrap interval: good and defect test images resampled separately."""
+    labels = np.array([s["label"] for s in report["scores"]])
+    scores = np.array([s["score"] for s in report["scores"]])
+    if not 0 < labels.sum() < len(labels):
+        return None
+    rng = np.random.default_rng(seed)
+    good, bad = np.flatnonzero(labels == 0), np.flatnonzero(labels == 1)
+    values = []
+    for _ in range(BOOTSTRAP):
+        idx = np.concatenate([rng.choice(good, good.size), rng.choice(bad, bad.size)])
+        values.append(roc_auc_score(labels[idx], scores[idx]))
+    return [float(v) for v in np.quantile(values, [0.025, 0.975])]
+
+
 def fmt(v) -> str:
     return "n/a" if v is None else f"{v:.3f}"
 
 
+def summary_table(rows: list[dict]) -> list[str]:
+    """Mean +- std over seeds per (dataset, run)."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["dataset"], r["name"]), []).append(r)
+    lines = ["## Mean over seeds", "",
+             "| dataset | run | seeds | image AUROC mean +- std | min - max | false-reject (test good) | escape | generator beat the mean image |",
+             "|---|---|---|---|---|---|---|---|"]
+    for (dataset, name), group in groups.items():
+        auc = np.array([r["image_auroc"] for r in group if r["image_auroc"] is not None])
+        if not auc.size:
+            continue
+        std = f" +- {auc.std(ddof=1):.3f}" if auc.size > 1 else ""
+        fr = np.mean([r["false_reject_rate"] for r in group if r["false_reject_rate"] is not None])
+        esc = np.mean([r["escape_rate"] for r in group if r["escape_rate"] is not None])
+        beats = [r.get("generator_beats_mean_image") for r in group]
+        beat = "n/a" if all(b is None for b in beats) else f"{sum(bool(b) for b in beats)} of {len(beats)}"
+        lines.append(f"| {dataset} | {name} | {len(group)} | {auc.mean():.3f}{std} | {auc.min():.3f} - {auc.max():.3f} | {fr:.3f} | {esc:.3f} | {beat} |")
+    return lines + [""]
+
+
 def write_markdown(header: str) -> None:
     rows = [json.loads(line) for line in JSONL.read_text().splitlines()] if JSONL.exists() else []
-    lines = [header.rstrip(), "", "## Runs", "",
-             "| dataset | run | seed | epochs | image AUROC | pixel AUROC | false-reject (test good) | escape | params | GFLOPs/frame | machine | train wall |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [header.rstrip(), ""] + summary_table(rows) + ["## Runs", "",
+             "| dataset | run | seed | epochs | image AUROC | 95 % CI | pixel AUROC | false-reject (test good) | escape | params | GFLOPs/frame | machine | train wall |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         wall = f"weights of {r['weights_from']}" if r.get("weights_from") else f"{r['train_seconds'] / 60:.1f} min"
+        ci = r.get("image_auroc_ci95")
+        ci = f"{ci[0]:.3f}-{ci[1]:.3f}" if ci else "n/a"
         lines.append(
-            f"| {r['dataset']} | {r['name']} | {r['seed']} | {r['epochs']} | {fmt(r['image_auroc'])} | {fmt(r['pixel_auroc'])} | "
+            f"| {r['dataset']} | {r['name']} | {r['seed']} | {r['epochs']} | {fmt(r['image_auroc'])} | {ci} | {fmt(r['pixel_auroc'])} | "
             f"{fmt(r['false_reject_rate'])} | {fmt(r['escape_rate'])} | {r['params'] / 1e6:.2f} M | {r['gflops']:.3f} | {r['machine']} | {wall} |"
         )
     lines += ["", "## Commands", ""]
     for r in rows:
         lines.append(f"- {r['name']} seed {r['seed']}: `{r['command']}` then `edgefreq calibrate` and `edgefreq eval` (torch {r['torch']})")
-    (RESULTS / "accuracy.md").write_text("\n".join(lines) + "\n")
+    JSONL.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -146,7 +186,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     plan = yaml.safe_load(args.plan.read_text())
     RESULTS.mkdir(parents=True, exist_ok=True)
-    header = (RESULTS / "accuracy-header.md").read_text() if (RESULTS / "accuracy-header.md").exists() else "# Accuracy"
+    global JSONL
+    name = plan.get("results", "accuracy")
+    JSONL = RESULTS / f"{name}.jsonl"
+    head = RESULTS / f"{name}-header.md"
+    header = head.read_text() if head.exists() else f"# Accuracy ({name})"
     for entry in plan["runs"]:
         if args.only and entry["name"] not in args.only:
             continue

@@ -1,7 +1,12 @@
-"""`edgefreq calibrate RUN`: score the held-out good images, store the normal range and threshold.
+"""`edgefreq calibrate RUN`: fit the score statistics and store the normal range and threshold.
 
 The calibration images come from the run's split (good images the model never trained on);
 `--data` scores another folder of good images instead (e.g. fresh images from the line).
+The score statistics (per-pixel mean and std of the maps for model.normalize: pixel, the
+standardization of the content and latent terms for OCR-GAN) are fitted on these images; each
+image's score for the threshold is computed with statistics fitted on the OTHER images
+(leave-one-out), so no image counts twice. `--set model.map=msgms` (any of models.SCORING_KEYS)
+rescores a trained run: training never reads those keys.
 """
 
 from __future__ import annotations
@@ -9,11 +14,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from safetensors.torch import save_file
+
 from edgefreq.calibration import KINDS, Calibration, ThresholdPolicy
+from edgefreq.config import from_dict, to_dict, write_yaml
 from edgefreq.data import scan_dataset
 from edgefreq.errors import UserError
-from edgefreq.rundir import load_run, read_split
-from edgefreq.scoring import score_paths
+from edgefreq.models import SCORING_KEYS
+from edgefreq.models.score_head import scoring_settings
+from edgefreq.rundir import STATS_FILE, RunConfig, apply_overrides, first_difference, load_run, read_config, read_split, training_key
+from edgefreq.scoring import raw_parts_paths
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,12 +33,32 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--margin", type=float, default=0.1, help="margin for --policy max_margin, as a fraction of max-min (default 0.1)")
     p.add_argument("--k", type=float, default=3.0, help="k for --policy mean_std (default 3)")
     p.add_argument("--data", type=Path, help="calibrate on this folder's train/good instead of the run's held-out images")
+    p.add_argument("--set", action="append", default=[], metavar="model.KEY=VALUE",
+                   help=f"change a scoring key of the trained run ({', '.join(SCORING_KEYS)}), e.g. --set model.map=msgms")
     p.add_argument("--batch", type=int, default=16, help="images per batch (default 16)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
 
 
-def calibrate(run: Path, policy: ThresholdPolicy, data: Path | None = None, batch: int = 16, device: str = "auto") -> Calibration:
-    model, cfg = load_run(run, device)
+def rescored_config(run: Path, overrides: list[str]) -> RunConfig:
+    """The run's config with scoring-key overrides; any other key is refused (it needs training)."""
+    cfg = read_config(run)
+    if not overrides:
+        return cfg
+    new = from_dict(RunConfig, apply_overrides(to_dict(cfg), overrides), where="--set")
+    diff = first_difference(training_key(cfg), training_key(new))
+    if diff:
+        raise UserError(f"--set {diff}: training reads this key, so it needs a new training run; calibrate changes only {', '.join('model.' + k for k in SCORING_KEYS)}")
+    return new
+
+
+def calibrate(
+    run: Path, policy: ThresholdPolicy, data: Path | None = None, batch: int = 16, device: str = "auto", overrides: list[str] = ()
+) -> Calibration:
+    run = Path(run)
+    if batch < 1:
+        raise UserError(f"--batch must be at least 1, got {batch}")
+    cfg = rescored_config(run, list(overrides))
+    model, cfg = load_run(run, device, stats=False, cfg=cfg)
     if data is not None:
         paths = scan_dataset(data).train_good
     else:
@@ -38,19 +68,25 @@ def calibrate(run: Path, policy: ThresholdPolicy, data: Path | None = None, batc
     missing = [p for p in paths if not p.exists()]
     if missing:
         raise UserError(f"{missing[0]}: calibration image not found (the data folder moved? pass --data)")
-    scores, _, _ = score_paths(model, cfg.preprocess, paths, batch, desc="calibrating")
-    calibration = Calibration.from_scores(scores, policy)
+    raw, latent = raw_parts_paths(model, cfg.preprocess, paths, batch, desc="calibrating")
+    scores = model.head.fit(raw, latent)
+    calibration = Calibration.from_scores(scores.numpy(), policy)
+    # written only now that everything is computed: a failure above leaves the run as it was
+    if overrides:
+        write_yaml(run / "config.yaml", to_dict(cfg), "config")
+    stats = {k: v.detach().float().contiguous() for k, v in model.head.stats().items()}
+    save_file(stats, str(run / STATS_FILE), metadata=scoring_settings(cfg.model))
     calibration.save(run / "calibration.yaml")
     return calibration
 
 
 def run(args: argparse.Namespace) -> int:
     policy = ThresholdPolicy(kind=args.policy, q=args.q, margin=args.margin, k=args.k)
-    c = calibrate(args.run, policy, args.data, args.batch, args.device)
+    c = calibrate(args.run, policy, args.data, args.batch, args.device, args.set)
     r = c.range
-    print(f"{r.count} good images: min {r.min:.5g}  median {r.median:.5g}  max {r.max:.5g}  mean {r.mean:.5g}  std {r.std:.3g}")
+    print(f"{r.count} good images (leave-one-out scores): min {r.min:.5g}  median {r.median:.5g}  max {r.max:.5g}  mean {r.mean:.5g}  std {r.std:.3g}")
     print(f"threshold {c.threshold:.5g} ({policy.describe()}): false-reject rate {c.false_reject_rate:.3f} on these images")
     if c.warning:
         print(f"warning: {c.warning}")
-    print(f"wrote {args.run / 'calibration.yaml'}")
+    print(f"wrote {args.run / 'calibration.yaml'} and {args.run / STATS_FILE}")
     return 0

@@ -32,6 +32,24 @@ VERBS: dict[str, tuple[str, str]] = {
 }
 
 
+# a library a verb needs -> the extra that installs it
+EXTRAS = {
+    "sklearn": "eval", "matplotlib": "eval", "onnx": "onnx", "onnxruntime": "onnx", "onnxscript": "onnx",
+    "triton": "triton", "paho": "line", "pymodbus": "line", "requests": "line",
+}
+
+
+def import_verb(module: str):
+    """The verb's module, or a UserError naming the extra to install when a library is missing."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        top = (exc.name or "").split(".")[0]
+        if top not in EXTRAS:
+            raise
+        raise UserError(f"this command needs {top}, which is not installed: pip install 'edgefreq[{EXTRAS[top]}]'") from None
+
+
 def build_parser(verb: str | None) -> argparse.ArgumentParser:
     """The full parser; only `verb`'s module is imported to add its arguments."""
     parser = argparse.ArgumentParser(
@@ -45,19 +63,23 @@ def build_parser(verb: str | None) -> argparse.ArgumentParser:
         p.set_defaults(_module=module)
         p.add_argument("--debug", action="store_true", help="show the full traceback on errors")
         if name == verb:
-            importlib.import_module(module).add_arguments(p)
+            import_verb(module).add_arguments(p)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     verb = next((a for a in argv if not a.startswith("-")), None)
-    parser = build_parser(verb)
+    try:
+        parser = build_parser(verb)
+    except UserError as exc:
+        print(f"edgefreq {verb}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
     args = parser.parse_args(argv)
     if args.verb is None:
         parser.print_help()
         return 0
-    module = importlib.import_module(args._module)
+    module = import_verb(args._module)
     try:
         return int(module.run(args) or 0)
     except UserError as exc:

@@ -48,7 +48,9 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
         if len(args) == 1:
             return _convert(args[0], value, where)
         return value
-    if origin in (tuple, list) and isinstance(value, (list, tuple)):
+    if origin in (tuple, list) and not isinstance(value, (list, tuple)):
+        raise UserError(f"{where}: expected a list, got {value!r}")
+    if origin in (tuple, list):
         args = typing.get_args(hint)
         if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
             return tuple(_convert(args[0], v, where) for v in value)
@@ -59,6 +61,8 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
         return origin(value)
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if hint in (int, float) and isinstance(value, bool):
+        raise UserError(f"{where}: expected {hint.__name__}, got {value!r}")
     if hint in (int, float, str, bool) and not isinstance(value, hint):
         raise UserError(f"{where}: expected {hint.__name__}, got {value!r}")
     return value

@@ -18,7 +18,8 @@ from edgefreq import plots
 from edgefreq.calibration import Calibration, false_reject_rate
 from edgefreq.data import load_image, load_mask, scan_dataset
 from edgefreq.errors import UserError
-from edgefreq.rundir import load_run
+from edgefreq.config import load_yaml
+from edgefreq.rundir import SUMMARY_FILE, load_run
 from edgefreq.scoring import score_paths
 
 
@@ -35,8 +36,31 @@ def auroc(labels: np.ndarray, scores: np.ndarray) -> float | None:
     return float(roc_auc_score(labels, scores)) if 0 < labels.sum() < len(labels) else None
 
 
+def generator_line(run: Path) -> tuple[bool | None, str]:
+    """(beat the mean image?, the one line train printed) from RUN/train_summary.yaml."""
+    path = Path(run) / SUMMARY_FILE
+    if not path.exists():
+        return None, "no generator check (trained before it existed): train the run again to get one"
+    summary = load_yaml(path)
+    return summary.get("beats_mean_image"), str(summary.get("line", ""))
+
+
+def warnings_for(report: dict) -> list[str]:
+    """What a reader must not take as a result like any other."""
+    out = []
+    if report["image_auroc"] is not None and report["image_auroc"] < 0.5:
+        out.append(f"image AUROC {report['image_auroc']:.3f} is below chance: the score ranks defects BELOW good parts")
+    if report["escape_rate"] == 1.0:
+        out.append("every defect escapes at the calibrated threshold: this model rejects nothing on this data")
+    if report["generator_beats_mean_image"] is False:
+        out.append("the generator did not beat the mean training image on its training loss")
+    return out
+
+
 def evaluate(run: Path, data: Path, out: Path, batch: int = 16, device: str = "auto") -> dict:
     run = Path(run)
+    if batch < 1:
+        raise UserError(f"--batch must be at least 1, got {batch}")
     calib_path = run / "calibration.yaml"
     if not calib_path.exists():
         raise UserError(f"{run}: not calibrated yet: run `edgefreq calibrate {run}` first")
@@ -46,6 +70,7 @@ def evaluate(run: Path, data: Path, out: Path, batch: int = 16, device: str = "a
     if not index.test:
         raise UserError(f"{data}: no test images (test/good and test/<defect>) to evaluate on")
     spec = cfg.preprocess
+    beats, check_line = generator_line(run)
     start = time.perf_counter()
     paths = [s.path for s in index.test]
     scores, maps, shapes = score_paths(model, spec, paths, batch, desc="evaluating")
@@ -78,7 +103,10 @@ def evaluate(run: Path, data: Path, out: Path, batch: int = 16, device: str = "a
         "run": str(run),
         "data": str(Path(data).resolve()),
         "model": cfg.model.kind,
+        "scoring": {k: getattr(cfg.model, k) for k in ("map", "map_sigma", "normalize", "std_floor", "score_reduce", "lambda_score")},
         "epochs": cfg.train.epochs,
+        "generator_beats_mean_image": beats,
+        "generator_check": check_line,
         "input": list(spec.size),
         "levels": spec.levels,
         "images": {"good": int((labels == 0).sum()), "defect": int((labels == 1).sum())},
@@ -91,8 +119,10 @@ def evaluate(run: Path, data: Path, out: Path, batch: int = 16, device: str = "a
         "escape_rate": float((~nok[labels == 1]).mean()) if (labels == 1).any() else None,
         "per_defect": per_defect,
         "scoring_seconds": round(seconds, 2),
+        "masks": int(sum(s.mask is not None for s in index.test)),
         "scores": [{"path": str(p.relative_to(index.root)), "label": int(l), "score": float(s)} for p, l, s in zip(paths, labels, scores)],
     }
+    report["warnings"] = warnings_for(report)
     write_report(report, out, scores, labels, maps, paths, threshold)
     return report
 
@@ -122,8 +152,12 @@ def markdown(r: dict) -> str:
         f"Model {r['model']}, {r['epochs']} epochs (the last epoch), input {r['input'][0]}x{r['input'][1]}, "
         f"{r['levels']} band(s). Data `{r['data']}`: {r['images']['good']} good, {r['images']['defect']} defect test images.",
         "",
+        f"Score: map {r['scoring']['map']}, sigma {r['scoring']['map_sigma']}, normalize {r['scoring']['normalize']}, "
+        f"{r['scoring']['score_reduce']} of the map. Generator check: {r['generator_check']}.",
+        "",
+        *[f"- **warning: {w}**" for w in r["warnings"]],
         f"- image AUROC (defect = positive): **{fmt(r['image_auroc'])}**",
-        f"- pixel AUROC: **{fmt(r['pixel_auroc'])}**",
+        f"- pixel AUROC: **{fmt(r['pixel_auroc'])}**" + ("" if r["masks"] else " (the data set has no masks)"),
         f"- threshold {r['threshold']:.5g} ({r['threshold_policy']}); false-reject rate on calibration images "
         f"{r['calibration_false_reject_rate']:.3f}",
         f"- at that threshold on the test set: false-reject rate {fmt(r['false_reject_rate'])}, escape rate {fmt(r['escape_rate'])}",
@@ -142,5 +176,8 @@ def run(args: argparse.Namespace) -> int:
     r = evaluate(args.run, args.data, out, args.batch, args.device)
     print(f"image AUROC {fmt(r['image_auroc'])}  pixel AUROC {fmt(r['pixel_auroc'])}  "
           f"false-reject {fmt(r['false_reject_rate'])}  escape {fmt(r['escape_rate'])}")
+    print(f"generator check: {r['generator_check']}")
+    for w in r["warnings"]:
+        print(f"warning: {w}")
     print(f"report: {out / 'report.md'}")
     return 0

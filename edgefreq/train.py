@@ -2,6 +2,13 @@
 
 Straight-line training (nanoGPT style): seed, split, loop, checkpoint every epoch. Interrupting
 loses at most the current epoch; running the same command again resumes from the checkpoint.
+
+Every epoch logs the content loss beside two references computed once on the training images:
+an all-zero output's and the mean training image's. A generator that does not beat the mean
+image has learned nothing a template does not know; the run ends with one line saying whether it
+did (RUN/train_summary.yaml; eval and export repeat it). GAN steps follow the public code: the
+D step reuses G's reconstruction (detached), carries the latent term, and D is re-initialized
+when its loss collapses (D_COLLAPSE). With train.ema the moving average of the weights is the model.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from edgefreq.config import to_dict, write_yaml
@@ -23,12 +31,14 @@ from edgefreq.data.forge import forge_batch
 from edgefreq.errors import UserError
 from edgefreq.kernels import decouple
 from edgefreq.models import build_model
-from edgefreq.rundir import RunConfig, load_config, read_config, resolve_device
+from edgefreq.rundir import SUMMARY_FILE, RunConfig, first_difference, load_config, read_config, resolve_device, set_threads, training_key
+
+D_COLLAPSE = 1e-5  # a D loss below this re-initializes D (the public Skip-GANomaly / OCR-GAN code's rule)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, required=True, help="dataset folder (MVTec AD layout: train/good/...)")
-    p.add_argument("--config", default="cpu-budget", help="a YAML config or a shipped one: paper, edge, cpu-budget (default)")
+    p.add_argument("--config", default="edge", help="a YAML config or a shipped one: edge (default), paper, cpu-budget, variation, ...")
     p.add_argument("--out", type=Path, required=True, help="run folder to write (resumed if it holds a checkpoint)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set model.ngf=16 --set train.epochs=5 (repeatable)")
@@ -50,15 +60,24 @@ def prepare_run(cfg: RunConfig, data: Path, out: Path) -> tuple[list[Path], list
     index = scan_dataset(data)
     for warning in index.warnings:
         tqdm.write(f"warning: {warning}")
-    train_paths, calib_paths = split_train_calibration(index.train_good, cfg.train.calibration_fraction, cfg.train.seed)
+    train_paths, calib_paths = split_train_calibration(index.train_good, cfg.data.calibration_fraction, cfg.data.split_seed)
     split = {
         "root": str(Path(data).resolve()),
         "train": [str(p.relative_to(index.root)) for p in train_paths],
         "calibration": [str(p.relative_to(index.root)) for p in calib_paths],
     }
     if (out / "config.yaml").exists():
-        if to_dict(read_config(out)) != to_dict(cfg):
-            raise UserError(f"{out} already holds a run with another config: choose a new --out or delete it")
+        old = read_config(out)
+        diff = first_difference(training_key(old), training_key(cfg))
+        if diff:
+            raise UserError(f"{out} already holds a run with another config ({diff}): choose a new --out or delete it")
+        diff = first_difference(to_dict(old), to_dict(cfg))
+        if diff:
+            value = getattr(cfg.model, diff.split(".", 1)[1])
+            raise UserError(
+                f"{out} already holds this model; {diff} is a scoring setting that needs no training: "
+                f"`edgefreq calibrate {out} --set {diff}={value}`"
+            )
         return train_paths, calib_paths
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -78,11 +97,20 @@ def make_optimizer(params, cfg: RunConfig) -> torch.optim.Optimizer | None:
     return cls(params, lr=t.lr, betas=t.betas, weight_decay=t.weight_decay)
 
 
-def save_checkpoint(out: Path, model: torch.nn.Module, optimizers: dict, epoch: int, generators: dict[str, torch.Generator]) -> None:
+def state_tensors(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+
+
+def save_checkpoint(
+    out: Path, model: torch.nn.Module, optimizers: dict, epoch: int, generators: dict[str, torch.Generator],
+    ema: AveragedModel | None = None,
+) -> None:
     """The last completed epoch, written to a temporary folder then swapped in."""
     tmp = out / "checkpoint.tmp"
     tmp.mkdir(exist_ok=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
+    save_file(state_tensors(model), str(tmp / "model.safetensors"))
+    if ema is not None:
+        save_file(state_tensors(ema), str(tmp / "ema.safetensors"))
     state = {
         "epoch": epoch,
         "optimizers": {k: o.state_dict() for k, o in optimizers.items() if o is not None},
@@ -102,13 +130,20 @@ def save_checkpoint(out: Path, model: torch.nn.Module, optimizers: dict, epoch: 
         tmp.replace(final)
 
 
-def load_checkpoint(out: Path, model: torch.nn.Module, optimizers: dict, generators: dict[str, torch.Generator]) -> int:
+def load_checkpoint(
+    out: Path, model: torch.nn.Module, optimizers: dict, generators: dict[str, torch.Generator], ema: AveragedModel | None = None
+) -> int:
     """Restore the last completed epoch; returns how many epochs are done (0 without a checkpoint)."""
     ckpt = out / "checkpoint"
     if not (ckpt / "state.pt").exists():
         return 0
-    model.load_state_dict(load_file(str(ckpt / "model.safetensors")))
-    state = torch.load(ckpt / "state.pt", weights_only=True)
+    try:
+        model.load_state_dict(load_file(str(ckpt / "model.safetensors")))
+        if ema is not None:
+            ema.load_state_dict(load_file(str(ckpt / "ema.safetensors")))
+        state = torch.load(ckpt / "state.pt", weights_only=True)
+    except Exception as exc:  # safetensors / torch.load / load_state_dict raise many types for a damaged file
+        raise UserError(f"{ckpt}: the checkpoint is damaged or from another config ({type(exc).__name__}): delete {ckpt} to start over") from None
     for k, o in optimizers.items():
         if o is not None:
             o.load_state_dict(state["optimizers"][k])
@@ -118,40 +153,107 @@ def load_checkpoint(out: Path, model: torch.nn.Module, optimizers: dict, generat
     return int(state["epoch"])
 
 
+@torch.no_grad()
+def content_references(model: torch.nn.Module, loader, spec, fd_impl: str, device: torch.device) -> dict[str, float]:
+    """The content loss of an all-zero output and of the mean training image, over the training images."""
+    batches = [decouple(images.to(device), spec.levels, fd_impl, spec.clip_high) for images in loader]
+    targets = [model.target(bands) for bands in batches]
+    count = sum(x.shape[0] for x in targets)
+    mean = sum(x.double().sum(0, keepdim=True) for x in targets) / count
+    refs = {"ref_zero": 0.0, "ref_mean": 0.0}
+    for x in targets:
+        refs["ref_zero"] += float(model.content(torch.zeros_like(x), x)) * x.shape[0] / count
+        refs["ref_mean"] += float(model.content(mean.to(x.dtype).expand_as(x), x)) * x.shape[0] / count
+    return refs
+
+
+@torch.no_grad()
+def final_content(model: torch.nn.Module, loader, spec, fd_impl: str, device: torch.device) -> float:
+    """The content loss of the finished model (eval mode) over the training images."""
+    model.eval()
+    total, count = 0.0, 0
+    for images in loader:
+        bands = decouple(images.to(device), spec.levels, fd_impl, spec.clip_high)
+        x = model.target(bands)
+        total += float(model.content(model.reconstruct(bands), x)) * x.shape[0]
+        count += x.shape[0]
+    return total / count
+
+
+def generator_check(kind: str, trainable: bool, content: float, refs: dict[str, float]) -> dict:
+    """What RUN/train_summary.yaml holds, with the one line train prints."""
+    if not trainable:
+        line = f"{kind} is the mean training image itself (content {content:.4g}); no generator to check"
+        return {"content": content, **refs, "beats_mean_image": None, "line": line}
+    beats = content < refs["ref_mean"]
+    verdict = "beat" if beats else "did NOT beat"
+    line = (
+        f"the generator {verdict} the mean training image: content loss {content:.4g} on the training images vs "
+        f"{refs['ref_mean']:.4g} (mean image) and {refs['ref_zero']:.4g} (all-zero output)"
+    )
+    if not beats:
+        line += ": it reconstructs no better than a template; try more epochs, train.warmup_epochs, or another model"
+    return {"content": content, **refs, "beats_mean_image": bool(beats), "line": line}
+
+
 def train(cfg: RunConfig, data: Path, out: Path) -> Path:
     """Train `cfg` on the good images of `data` into run folder `out`; returns the weights path."""
     out = Path(out)
     device = resolve_device(cfg.train.device)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
+    set_threads(cfg.train.threads)
     seed_everything(cfg.train.seed)
-    train_paths, calib_paths = prepare_run(cfg, Path(data), out)
     spec = cfg.preprocess
+    model = build_model(cfg.model, spec.channels, spec.levels, spec.size).to(device)
+    optimizers = {"g": make_optimizer(model.generator_parameters(), cfg), "d": make_optimizer(model.discriminator_parameters(), cfg)}
+    train_paths, calib_paths = prepare_run(cfg, Path(data), out)
     dataset = ImageDataset(train_paths, spec)
     batch_size = min(cfg.train.batch_size, len(dataset))
     generator = torch.Generator().manual_seed(cfg.train.seed)
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, shuffle=True, drop_last=len(dataset) > batch_size, generator=generator
     )
-    model = build_model(cfg.model, spec.channels, spec.levels, spec.size).to(device)
-    optimizers = {"g": make_optimizer(model.generator_parameters(), cfg), "d": make_optimizer(model.discriminator_parameters(), cfg)}
+    in_order = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    ema = None
+    if cfg.train.ema and model.trainable:
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.train.ema), use_buffers=True)
     forge_gen = torch.Generator().manual_seed(cfg.train.seed + 1)
     generators = {"loader": generator, "forge": forge_gen}
-    done = load_checkpoint(out, model, optimizers, generators)
-    if done >= cfg.train.epochs and (out / "model.safetensors").exists():
+    weights = out / "model.safetensors"
+    done = load_checkpoint(out, model, optimizers, generators, ema)
+    if (done >= cfg.train.epochs or not model.trainable) and weights.exists():
         tqdm.write(f"{out}: already trained for {done} epochs")
-        return out / "model.safetensors"
+        return weights
     if done:
         tqdm.write(f"resuming {out} after epoch {done}/{cfg.train.epochs}")
+    tqdm.write(
+        f"training {cfg.model.kind} on {len(train_paths)} images ({len(calib_paths)} held out for calibration), "
+        f"{spec.size[0]}x{spec.size[1]}, {spec.levels} band(s), {device}, {torch.get_num_threads()} CPU thread(s)"
+    )
+    refs = content_references(model, in_order, spec, cfg.train.fd_impl, device)
+    if model.trainable:
+        run_epochs(cfg, model, optimizers, generators, ema, loader, refs, done, out, device)
+    else:
+        start = time.perf_counter()
+        model.fit(decouple(images.to(device), spec.levels, cfg.train.fd_impl, spec.clip_high) for images in in_order)
+        with open(out / "train_log.jsonl", "a") as log:
+            log.write(json.dumps({"epoch": 1, "seconds": round(time.perf_counter() - start, 2), "fitted": True, **refs}) + "\n")
+    final = ema.module if ema is not None else model
+    summary = generator_check(cfg.model.kind, model.trainable, final_content(final, in_order, spec, cfg.train.fd_impl, device), refs)
+    write_yaml(out / SUMMARY_FILE, summary, "training summary")
+    save_file(state_tensors(final), str(weights))
+    tqdm.write(summary["line"])
+    tqdm.write(f"wrote {weights} ({'the moving average of the weights at ' if ema is not None else ''}the last epoch)")
+    return weights
+
+
+def run_epochs(cfg: RunConfig, model, optimizers: dict, generators: dict, ema, loader, refs: dict, done: int, out: Path, device) -> None:
+    """Epochs done+1 .. cfg.train.epochs, a checkpoint after each."""
+    spec = cfg.preprocess
     use_amp = cfg.train.amp and device.type == "cuda"
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-    tqdm.write(
-        f"training {cfg.model.kind} on {len(train_paths)} images ({len(calib_paths)} held out for calibration), "
-        f"{spec.size[0]}x{spec.size[1]}, {spec.levels} band(s), {device}"
-    )
 
-    def step(optimizer: torch.optim.Optimizer | None, loss: torch.Tensor) -> None:
+    def step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -159,34 +261,43 @@ def train(cfg: RunConfig, data: Path, out: Path) -> Path:
 
     for epoch in range(done, cfg.train.epochs):
         model.train()
+        warmup = epoch < cfg.train.warmup_epochs
         start = time.perf_counter()
         totals: dict[str, float] = {}
+        reinits = 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", unit="batch", leave=False)
         for images in bar:
             images = images.to(device, non_blocking=True)
             bands = decouple(images, spec.levels, cfg.train.fd_impl, spec.clip_high)
-            forged = None
-            if cfg.model.forged and optimizers["d"] is not None:
-                fakes = forge_batch(images.cpu(), cfg.forge, forge_gen).to(device)
-                forged = decouple(fakes, spec.levels, cfg.train.fd_impl, spec.clip_high)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                losses = model.losses_g(bands)
-            step(optimizers["g"], losses["total"])
-            if optimizers["d"] is not None:
+                losses, x_hat = model.losses_g(bands)
+            step(optimizers["g"], losses["content"] if warmup else losses["total"])
+            if optimizers["d"] is not None and not warmup:
+                forged = None
+                if cfg.model.forged:
+                    fakes = forge_batch(images.cpu(), cfg.forge, generators["forge"]).to(device)
+                    forged = decouple(fakes, spec.levels, cfg.train.fd_impl, spec.clip_high)
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                    d_losses = model.losses_d(bands, forged)
+                    d_losses = model.losses_d(bands, x_hat, forged)
                 step(optimizers["d"], d_losses["total"])
                 losses = {**losses, **{f"d_{k}": v for k, v in d_losses.items()}}
+                if float(d_losses["total"].detach()) < D_COLLAPSE:
+                    model.reinit_discriminator()
+                    optimizers["d"].state.clear()
+                    reinits += 1
+            if ema is not None:
+                ema.update_parameters(model)
             for k, v in losses.items():
                 totals[k] = totals.get(k, 0.0) + float(v.detach())
             bar.set_postfix(loss=f"{float(losses['total'].detach()):.4f}")
         seconds = time.perf_counter() - start
-        record = {"epoch": epoch + 1, "seconds": round(seconds, 2), **{k: v / len(loader) for k, v in totals.items()}}
+        record = {"epoch": epoch + 1, "seconds": round(seconds, 2), **{k: v / len(loader) for k, v in totals.items()}, **refs}
+        if model.has_discriminator:
+            record |= {"warmup": warmup, "d_reinit": reinits}
         with open(out / "train_log.jsonl", "a") as log:
             log.write(json.dumps(record) + "\n")
-        save_checkpoint(out, model, optimizers, epoch + 1, generators)
-        tqdm.write(f"epoch {epoch + 1}/{cfg.train.epochs}  loss {record['total']:.4f}  {seconds:.1f} s")
-    weights = out / "model.safetensors"
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(weights))
-    tqdm.write(f"wrote {weights} (the last epoch)")
-    return weights
+        save_checkpoint(out, model, optimizers, epoch + 1, generators, ema)
+        tqdm.write(
+            f"epoch {epoch + 1}/{cfg.train.epochs}  loss {record['total']:.4f}  content {record['content']:.4g} "
+            f"(mean image {refs['ref_mean']:.4g}, zero {refs['ref_zero']:.4g})  {seconds:.1f} s"
+        )

@@ -105,6 +105,7 @@ def scan_dataset(root: str | Path) -> DatasetIndex:
     test_dirs = _subfolders(root / "test")
     masks = _masks(root, {d.name for d in test_dirs if d.name != GOOD})
     test: list[Sample] = []
+    unmasked: list[Path] = []
     used: set[tuple[str, str]] = set()
     for folder in test_dirs:
         images = _images(folder)
@@ -120,10 +121,15 @@ def scan_dataset(root: str | Path) -> DatasetIndex:
                 raise UserError(f"{p}: another image in {folder} has the same name stem {p.stem!r}; masks would be ambiguous")
             mask = masks.get((folder.name, p.stem))
             if mask is None:
-                warnings.append(f"{p}: defect image without a mask (ground_truth/{folder.name}/{p.stem}{MASK_SUFFIX}.png)")
+                unmasked.append(p)
             else:
                 used.add((folder.name, p.stem))
             test.append(Sample(p, 1, folder.name, mask))
+    if unmasked and not masks:
+        warnings.append(f"{root}: no defect masks (no ground_truth/ folder): image-level evaluation only")
+    elif unmasked:
+        more = f" (and {len(unmasked) - 1} more)" if len(unmasked) > 1 else ""
+        warnings.append(f"{unmasked[0]}: defect image without a mask (ground_truth/<defect>/<stem>{MASK_SUFFIX}.png){more}")
     orphans = sorted(set(masks) - used)
     if orphans:
         mask = masks[orphans[0]]

@@ -15,15 +15,16 @@ from edgefreq.errors import UserError
 
 from .base import AnomalyModel
 from .complexity import count_parameters, flops
-from .config import KINDS, ModelConfig
+from .config import KINDS, SCORING_KEYS, ModelConfig
 from .losses import FrequencyLoss, frequency_weights
 from .ocrgan import OCRGAN
+from .variation import Variation
 from .wfdl import WFDL
 
 ModelCtor = Callable[[ModelConfig, int, int, tuple[int, int]], AnomalyModel]
 
 # "skipganomaly" is OCR-GAN with its preset (config.KIND_PRESETS): same code, one band, no CS.
-MODELS: dict[str, ModelCtor] = {"ocrgan": OCRGAN, "skipganomaly": OCRGAN, "wfdl": WFDL}
+MODELS: dict[str, ModelCtor] = {"ocrgan": OCRGAN, "skipganomaly": OCRGAN, "wfdl": WFDL, "variation": Variation}
 assert set(MODELS) == set(KINDS)
 
 
@@ -44,6 +45,7 @@ __all__ = [
     "AnomalyModel",
     "FrequencyLoss",
     "ModelConfig",
+    "SCORING_KEYS",
     "build_model",
     "count_parameters",
     "flops",

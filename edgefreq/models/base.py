@@ -6,34 +6,29 @@ reconstruction is the sum of the bands, i.e. the (normalized) image.
 
     model.generator_parameters(), model.discriminator_parameters()  (the latter empty without D)
     model.reconstruct(bands) -> x_hat                     N x C x H x W
-    model.losses_g(bands) -> {"total": ..., parts}        the generator / autoencoder step
-    model.losses_d(bands, fake_bands) -> {"total": ...}   the discriminator step (GANs only)
+    model.losses_g(bands) -> ({"total": ..., parts}, x_hat)   the generator / autoencoder step
+    model.losses_d(bands, x_hat, fake_bands) -> {"total": ...} the discriminator step (GANs only),
+                                                          on G's reconstruction, detached
+    model.content(x_hat, x)                               the content loss (training's and the references')
+    model.raw_parts(bands) -> (raw map N x H x W, latent N or None)   what calibration fits on
     model.score(bands) -> (score N, amap N x H x W)       what the engine computes; model(bands) too
-    model.has_discriminator
+    model.head                                            ScoreHead: the scoring statistics
+    model.has_discriminator, model.trainable (False: fitted in closed form by model.fit)
 """
 
 from __future__ import annotations
 
 import abc
-import math
+from collections.abc import Iterable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from edgefreq.errors import UserError
 
 from .config import ModelConfig
-
-
-def gaussian_taps(sigma: float) -> torch.Tensor:
-    """Normalized 1-D Gaussian of radius ceil(3 sigma); [1.] for sigma 0."""
-    radius = math.ceil(3 * sigma)
-    if radius == 0:
-        return torch.ones(1)
-    x = torch.arange(-radius, radius + 1, dtype=torch.float32)
-    taps = torch.exp(-0.5 * (x / sigma) ** 2)
-    return taps / taps.sum()
+from .maps import error_map, gaussian_taps, separable
+from .score_head import ScoreHead
 
 
 def halvings(size: tuple[int, int]) -> int:
@@ -49,6 +44,7 @@ class AnomalyModel(nn.Module, abc.ABC):
     """Shared plumbing: input checks, the reconstruction target, the smoothed anomaly map."""
 
     has_discriminator = False
+    trainable = True
 
     def __init__(self, cfg: ModelConfig, in_channels: int, levels: int, size: tuple[int, int]) -> None:
         super().__init__()
@@ -58,6 +54,7 @@ class AnomalyModel(nn.Module, abc.ABC):
         self.size = size
         # Fixed (not trained, not saved) smoothing taps: a plain separable conv2d in the graph.
         self.register_buffer("map_taps", gaussian_taps(cfg.map_sigma), persistent=False)
+        self.head = ScoreHead(cfg, size)
 
     def check_bands(self, bands: list[torch.Tensor]) -> None:
         """Static checks only (count, channels, H x W); the batch size stays free for export."""
@@ -76,22 +73,29 @@ class AnomalyModel(nn.Module, abc.ABC):
             out = out + band
         return out
 
-    def content_score(self, err: torch.Tensor, amap: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(content term N, anomaly map N x H x W) from the squared error, per cfg.score_reduce."""
-        if self.cfg.score_reduce == "max":
-            return amap.flatten(1).amax(dim=1), amap
-        return err.flatten(1).mean(dim=1), amap
+    def raw_map(self, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+        """N x H x W: the cfg.map error of x_hat against x, Gaussian-smoothed (edge-replicated borders)."""
+        m = error_map(self.cfg.map, x, x_hat)[:, None]
+        return separable(m, self.map_taps)[:, 0]
 
-    def anomaly_map(self, err: torch.Tensor) -> torch.Tensor:
-        """N x C x H x W squared error -> N x H x W: channel mean, Gaussian-smoothed (edge-replicated borders)."""
-        m = err.mean(dim=1, keepdim=True)
-        r = self.map_taps.numel() // 2
-        if r > 0:
-            taps = self.map_taps.to(m.dtype)
-            m = F.pad(m, (r, r, r, r), mode="replicate")
-            m = F.conv2d(m, taps.view(1, 1, 1, -1))
-            m = F.conv2d(m, taps.view(1, 1, -1, 1))
-        return m[:, 0]
+    @property
+    def latent_used(self) -> bool:
+        """Whether the score has a latent term (latent() returns a tensor)."""
+        return False
+
+    def latent(self, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor | None:
+        """The latent term of the score (N), or None for kinds without one."""
+        return None
+
+    def raw_parts(self, bands: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(raw map, latent term): the score before its statistics, what `edgefreq calibrate` fits on."""
+        x = self.target(bands)
+        x_hat = self.reconstruct(bands)
+        return self.raw_map(x, x_hat), self.latent(x, x_hat)
+
+    def score(self, bands: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(score N, anomaly map N x H x W); export-friendly: no loops over the batch, no .item()."""
+        return self.head(*self.raw_parts(bands))
 
     def forward(self, bands: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         return self.score(bands)
@@ -111,13 +115,16 @@ class AnomalyModel(nn.Module, abc.ABC):
         """x_hat, N x C x H x W, the reconstruction of target(bands)."""
 
     @abc.abstractmethod
-    def losses_g(self, bands: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The generator / autoencoder step's loss as "total", with its parts."""
+    def losses_g(self, bands: list[torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """The generator / autoencoder step's loss as "total", with its parts (one of them
+        "content"), and the reconstruction x_hat it was computed on."""
 
-    def losses_d(self, bands: list[torch.Tensor], fake_bands: list[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    def losses_d(
+        self, bands: list[torch.Tensor], x_hat: torch.Tensor, fake_bands: list[torch.Tensor] | None = None
+    ) -> dict[str, torch.Tensor]:
         """The discriminator step's loss as "total", with its parts."""
         raise TypeError(f"{self.cfg.kind} has no discriminator (check model.has_discriminator before the D step)")
 
-    @abc.abstractmethod
-    def score(self, bands: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(score N, anomaly map N x H x W); export-friendly: no loops over the batch, no .item()."""
+    def fit(self, batches: Iterable[list[torch.Tensor]]) -> None:
+        """Closed-form training (kinds with trainable False) over all training batches of bands."""
+        raise TypeError(f"{self.cfg.kind} is trained by gradient steps, not fitted")

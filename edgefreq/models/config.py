@@ -18,19 +18,30 @@ from dataclasses import dataclass
 
 from edgefreq.errors import UserError
 
-KINDS = ("ocrgan", "skipganomaly", "wfdl")
+KINDS = ("ocrgan", "skipganomaly", "wfdl", "variation")
 CONTENT_LOSSES = ("l1", "l2", "freq")
 # "mean": the papers' image score; "max": the peak of the smoothed anomaly map, which a small local
 # defect moves far more than it moves the mean over the whole frame.
 SCORE_REDUCTIONS = ("mean", "max")
+# The per-pixel error between the image and its reconstruction (models/maps.py).
+MAPS = ("sq", "ssim", "msgms")
+# "pixel": the map is z-scored per pixel by the mean and std of good images' maps (calibration).
+NORMALIZATIONS = ("none", "pixel")
+# What the score is made of; training never reads these, so a trained run can be rescored
+# (`edgefreq calibrate RUN --set model.map=msgms`) without training again.
+SCORING_KEYS = ("map", "map_sigma", "normalize", "std_floor", "score_reduce", "lambda_score")
 
 # Values for keys left at None, per kind; a kind in FIXED refuses any other value for those keys.
 KIND_PRESETS: dict[str, dict[str, object]] = {
     "ocrgan": {"cs": True, "forged": True, "content_loss": "l1"},
     "skipganomaly": {"cs": False, "forged": False, "content_loss": "l1"},
     "wfdl": {"cs": False, "forged": False, "content_loss": "freq"},
+    # the golden template of classical machine vision: the mean good image, z-scored per pixel
+    "variation": {"cs": False, "forged": False, "content_loss": "l1"},
 }
-FIXED: dict[str, tuple[str, ...]] = {"skipganomaly": ("cs", "forged"), "wfdl": ("cs", "forged")}
+FIXED: dict[str, tuple[str, ...]] = {
+    "skipganomaly": ("cs", "forged"), "wfdl": ("cs", "forged"), "variation": ("cs", "forged"),
+}
 
 
 @dataclass(frozen=True)
@@ -50,9 +61,14 @@ class ModelConfig:
     w_lat: float = 1.0
     # every kind
     content_loss: str | None = None  # "l1" | "l2" | "freq" (weighted frequency-domain L1, losses.py)
-    lambda_score: float = 0.9  # score = lambda * content + (1 - lambda) * latent
+    # the score (SCORING_KEYS): map -> Gaussian smoothing -> [per-pixel z-score] -> mean or max
+    # [-> OCR-GAN: mixed with the latent term, both standardized on calibration data]
+    map: str = "sq"  # per-pixel error: "sq" squared error (the papers), "ssim" 1 - SSIM, "msgms" 1 - multi-scale GMS
     map_sigma: float = 4.0  # Gaussian smoothing of the anomaly map, in pixels (0 = none)
-    score_reduce: str = "mean"  # content term of the score: "mean" squared error (the papers) or "max" of the smoothed map
+    normalize: str = "none"  # "pixel": z-score the map by good images' per-pixel mean and std (set by calibrate)
+    std_floor: float = 0.1  # per-pixel std floor, as a fraction of the median per-pixel std (flat regions)
+    score_reduce: str = "mean"  # "mean" of the map (the papers) or its "max"
+    lambda_score: float = 0.9  # OCR-GAN: score = lambda * content + (1 - lambda) * latent, each standardized
     freq_floor: float = 0.1  # frequency-loss weight at DC (the weight is floor + normalized radius)
     freq_pixel: float = 1.0  # weight of the pixel L1 term added to the frequency loss (0 + floor 0 = the paper, signed radius)
     # WFDL autoencoder (Table I): channels per encoder stage, scaled by wfdl_width
@@ -73,6 +89,12 @@ class ModelConfig:
                 )
         if self.score_reduce not in SCORE_REDUCTIONS:
             raise UserError(f"model.score_reduce: unknown reduction {self.score_reduce!r} (choose from {', '.join(SCORE_REDUCTIONS)})")
+        if self.map not in MAPS:
+            raise UserError(f"model.map: unknown anomaly map {self.map!r} (choose from {', '.join(MAPS)})")
+        if self.normalize not in NORMALIZATIONS:
+            raise UserError(f"model.normalize: unknown normalization {self.normalize!r} (choose from {', '.join(NORMALIZATIONS)})")
+        if not self.std_floor > 0:
+            raise UserError(f"model.std_floor must be > 0 (a fraction of the median per-pixel std), got {self.std_floor}")
         if self.content_loss not in CONTENT_LOSSES:
             raise UserError(f"model.content_loss: unknown loss {self.content_loss!r} (choose from {', '.join(CONTENT_LOSSES)})")
         for key in ("ngf", "ndf", "nz"):

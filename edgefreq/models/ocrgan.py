@@ -6,8 +6,13 @@ band reconstructions and the target the sum of the bands. A DCGAN discriminator 
 adversarial loss and the latent features of the latent loss and the score.
 
     G loss = w_adv * BCE(D(x_hat), real) + w_con * content(x_hat, x) + w_lat * |f(x_hat) - f(x)|^2
-    D loss = BCE(D(x), real) + BCE(D(x_hat.detach()), fake) [+ BCE(D(forged), fake)]
-    score  = lambda * mean (x - x_hat)^2 + (1 - lambda) * mean (f(x) - f(x_hat))^2
+    D loss = BCE(D(x), real) + BCE(D(x_hat), fake) + |f(x) - f(x_hat)|^2 [+ BCE(D(forged), fake)]
+             on G's reconstruction of the same step, detached (no second generator forward);
+             the latent term on the D side is the public Skip-GANomaly / OCR-GAN code's
+    score  = lambda * content + (1 - lambda) * mean (f(x) - f(x_hat))^2, both standardized on
+             calibration data (ScoreHead); content is the map's max or mean
+
+The training loop re-initializes D when its loss collapses (train.py), as the public code does.
 """
 
 from __future__ import annotations
@@ -80,7 +85,12 @@ class OCRGAN(AnomalyModel):
     def reconstruct(self, bands: list[torch.Tensor]) -> torch.Tensor:
         return self.target(self.band_reconstructions(bands))
 
-    def losses_g(self, bands: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    def reinit_discriminator(self) -> None:
+        """Fresh DCGAN-initialized weights for D (when D has won outright and G gets no signal)."""
+        self.netd.apply(dcgan_init)
+        self.netd.apply(lambda m: m.reset_running_stats() if isinstance(m, nn.BatchNorm2d) else None)
+
+    def losses_g(self, bands: list[torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """Gradients also reach D's parameters: zero D's gradients before the D step."""
         x = self.target(bands)
         x_hat = self.reconstruct(bands)
@@ -91,19 +101,20 @@ class OCRGAN(AnomalyModel):
         con = self.content(x_hat, x)
         lat = F.mse_loss(feat_fake, feat_real)
         total = self.cfg.w_adv * adv + self.cfg.w_con * con + self.cfg.w_lat * lat
-        return {"total": total, "adv": adv, "content": con, "latent": lat}
+        return {"total": total, "adv": adv, "content": con, "latent": lat}, x_hat
 
-    def losses_d(self, bands: list[torch.Tensor], fake_bands: list[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
-        """Real = the bands' image; fake = G's reconstruction, recomputed without a graph; forged
-        bands (CutPaste + CutOut, from the training loop) are extra fakes. G never sees them."""
+    def losses_d(
+        self, bands: list[torch.Tensor], x_hat: torch.Tensor, fake_bands: list[torch.Tensor] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Real = the bands' image; fake = G's reconstruction `x_hat` (detached here); forged bands
+        (CutPaste + CutOut, from the training loop) are extra fakes. G never sees them."""
         x = self.target(bands)
-        with torch.no_grad():
-            x_hat = self.reconstruct(bands)
-        logit_real, _ = self.netd(x)
-        logit_fake, _ = self.netd(x_hat)
+        logit_real, feat_real = self.netd(x)
+        logit_fake, feat_fake = self.netd(x_hat.detach())
         parts = {
             "real": F.binary_cross_entropy_with_logits(logit_real, torch.ones_like(logit_real)),
             "fake": F.binary_cross_entropy_with_logits(logit_fake, torch.zeros_like(logit_fake)),
+            "latent": F.mse_loss(feat_fake, feat_real),
         }
         if fake_bands is not None:
             self.check_bands(fake_bands)
@@ -111,14 +122,13 @@ class OCRGAN(AnomalyModel):
             parts["forged"] = F.binary_cross_entropy_with_logits(logit_forged, torch.zeros_like(logit_forged))
         return {"total": torch.stack(list(parts.values())).sum(), **parts}
 
-    def score(self, bands: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.target(bands)
-        x_hat = self.reconstruct(bands)
-        err = (x - x_hat) ** 2
-        score, amap = self.content_score(err, self.anomaly_map(err))
-        lam = self.cfg.lambda_score
-        if lam < 1.0:  # a config constant, not data: lambda 1 drops D from the engine
-            _, f_real = self.netd(x)
-            _, f_fake = self.netd(x_hat)
-            score = lam * score + (1.0 - lam) * ((f_real - f_fake) ** 2).mean(dim=1)
-        return score, amap
+    @property
+    def latent_used(self) -> bool:
+        return self.cfg.lambda_score < 1.0  # a config constant, not data: lambda 1 drops D from the engine
+
+    def latent(self, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor | None:
+        if not self.latent_used:
+            return None
+        _, f_real = self.netd(x)
+        _, f_fake = self.netd(x_hat)
+        return ((f_real - f_fake) ** 2).mean(dim=1)

@@ -7,7 +7,7 @@ nearest x2 upsampling before each block and a 3x3 conv to the image. Other sizes
 halving blocks as reach 2 x 2, channels from the start of `wfdl_channels` (its last entry
 repeated if more are needed), all scaled by `wfdl_width` (the CPU-budget knob). With FD on, the
 bands come in as stacked channels; the target is always their sum (the image).
-Score: mean squared pixel error (the paper's sum, divided by a constant); no latent term.
+Score: the shared ScoreHead on the model's map (the paper's: mean squared pixel error); no latent term.
 """
 
 from __future__ import annotations
@@ -75,10 +75,7 @@ class WFDL(AnomalyModel):
         self.check_bands(bands)
         return self.decoder(self.encoder(torch.cat(bands, dim=1)))
 
-    def losses_g(self, bands: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        loss = self.content(self.reconstruct(bands), self.target(bands))
-        return {"total": loss, "content": loss}
-
-    def score(self, bands: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        err = (self.target(bands) - self.reconstruct(bands)) ** 2
-        return self.content_score(err, self.anomaly_map(err))
+    def losses_g(self, bands: list[torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        x_hat = self.reconstruct(bands)
+        loss = self.content(x_hat, self.target(bands))
+        return {"total": loss, "content": loss}, x_hat
