@@ -1,15 +1,17 @@
-"""`edgefreq build SOURCE --format plan|pt2`: compile an export for the machine that runs it.
+"""`edgefreq build SOURCE --format plan|rtx|pt2`: compile an export for the machine that runs it.
 
     edgefreq build bottle.onnx --format plan --precision fp16 --batch 1,8,32
         -> bottle.fp16.sm87.plan + bottle.fp16.sm87.yaml (built from bottle.fp16.onnx)
+    edgefreq build bottle.onnx --format rtx --precision fp16 [--target 8.6,8.9]
+        -> bottle.fp16.sm80-86-89-120.rtx + .yaml (TensorRT-RTX: built anywhere, runs on RTX GPUs)
     edgefreq build bottle.onnx --format pt2 [--device cuda]
         -> bottle.cpu.pt2 / bottle.sm87.pt2 (compiled from the run bottle.onnx came from)
     edgefreq build runs/bottle --format pt2
 
-A plan is built from the ONNX of the asked precision: --precision fp16 / int8 picks the
-NAME.fp16.onnx / NAME.int8.onnx that `edgefreq export --fp16 / --int8` wrote next to NAME.onnx.
-Built engines are named after the GPU (smXY: compute capability) they are built for, which also
-keeps their sidecars apart from the ONNX's.
+A plan or an RTX engine is built from the ONNX of the asked precision: --precision fp16 / int8
+picks the NAME.fp16.onnx / NAME.int8.onnx that `edgefreq export --fp16 / --int8` wrote next to
+NAME.onnx. Built engines are named after the GPUs (smXY: compute capability) they are built for,
+which also keeps their sidecars apart from the ONNX's.
 """
 
 from __future__ import annotations
@@ -28,13 +30,15 @@ TAGS = ("fp16", "int8")
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", type=Path, help="an exported NAME.onnx (or, for --format pt2, a run folder)")
-    p.add_argument("--format", choices=("plan", "pt2"), required=True, help="plan: TensorRT (GPU); pt2: AOTInductor (CPU or GPU)")
-    p.add_argument("--precision", choices=PRECISIONS, help="plan precision: picks NAME.fp16.onnx / NAME.int8.onnx (default: the given ONNX's)")
+    p.add_argument("--format", choices=("plan", "rtx", "pt2"), required=True,
+                   help="plan: TensorRT, built on the target GPU; rtx: TensorRT-RTX, built anywhere for RTX GPUs; pt2: AOTInductor (CPU or GPU)")
+    p.add_argument("--precision", choices=PRECISIONS, help="plan / rtx precision: picks NAME.fp16.onnx / NAME.int8.onnx (default: the given ONNX's)")
+    p.add_argument("--target", help="rtx: compute capabilities the engine runs on, e.g. 8.6,8.9 (default 8.0,8.6,8.9,12.0)")
     p.add_argument("--batch", default="1,8,32", help="batch sizes MIN,OPT,MAX the engine takes (default 1,8,32)")
-    p.add_argument("--out", type=Path, help="engine file to write (default: next to the source, named after the GPU)")
+    p.add_argument("--out", type=Path, help="engine file to write (default: next to the source, named after the GPUs it runs on)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="pt2: compile for the CPU (default) or this machine's GPU")
     p.add_argument("--timing-cache", type=Path, help="plan: TensorRT timing cache file (default ~/.cache/edgefreq/tensorrt-VERSION-smXY.timing)")
-    p.add_argument("--workspace", type=int, default=1024, help="plan: TensorRT workspace in MiB (default 1024)")
+    p.add_argument("--workspace", type=int, default=1024, help="plan / rtx: builder workspace in MiB (default 1024)")
 
 
 def base_path(onnx: Path) -> Path:
@@ -58,21 +62,25 @@ def onnx_for(onnx: Path, precision: str | None) -> Path:
     return variant
 
 
-def build_plan_cli(args: argparse.Namespace, batch: BatchRange) -> int:
-    from .tensorrt import build_plan, import_tensorrt
+def build_tensorrt_cli(args: argparse.Namespace, batch: BatchRange) -> int:
+    from .tensorrt import TENSORRT, TENSORRT_RTX, build_plan, build_rtx, import_tensorrt, parse_targets
 
-    import_tensorrt()  # the one-line answer on a machine without TensorRT, before anything else
+    lib = TENSORRT if args.format == "plan" else TENSORRT_RTX
+    import_tensorrt(lib)  # the one-line answer on a machine without the library, before anything else
     if args.source.suffix != ".onnx":
-        raise UserError(f"{args.source}: a plan is built from an exported .onnx")
-    report = build_plan(
-        onnx_for(args.source, args.precision),
-        args.out,
-        precision=args.precision,
-        batch=batch,
-        timing_cache=args.timing_cache,
-        workspace_mb=args.workspace,
-    )
-    print(f"wrote {report.engine} + {report.sidecar.name} (TensorRT {report.tensorrt_version}) in {report.seconds:.1f} s")
+        raise UserError(f"{args.source}: a {lib.name} engine is built from an exported .onnx")
+    if args.format == "plan" and args.target is not None:
+        raise UserError("--target is for --format rtx: a plan runs on the GPU it is built on")
+    if args.format == "rtx" and args.timing_cache is not None:
+        raise UserError("--timing-cache is for --format plan: TensorRT-RTX builds without timing")
+    onnx = onnx_for(args.source, args.precision)
+    if args.format == "plan":
+        report = build_plan(onnx, args.out, precision=args.precision, batch=batch, timing_cache=args.timing_cache, workspace_mb=args.workspace)
+        where = ""
+    else:
+        report = build_rtx(onnx, args.out, precision=args.precision, batch=batch, targets=parse_targets(args.target), workspace_mb=args.workspace)
+        where = f", runs on compute capability {', '.join(report.targets)}"
+    print(f"wrote {report.engine} + {report.sidecar.name} ({lib.name} {report.tensorrt_version}{where}) in {report.seconds:.1f} s")
     return 0
 
 
@@ -80,7 +88,7 @@ def build_pt2_cli(args: argparse.Namespace, batch: BatchRange) -> int:
     from .inductor import build_pt2, default_pt2_path
 
     if args.precision not in (None, "fp32"):
-        raise UserError("pt2 packages are fp32: use --format plan for fp16 / int8")
+        raise UserError("pt2 packages are fp32: use --format plan or rtx for fp16 / int8")
     source: Path = args.source
     if source.is_dir():
         run, calibration, stem = source, run_calibration(source), source
@@ -114,6 +122,8 @@ def build_pt2_cli(args: argparse.Namespace, batch: BatchRange) -> int:
 
 def run(args: argparse.Namespace) -> int:
     batch = BatchRange.parse(args.batch)
-    if args.format == "plan":
-        return build_plan_cli(args, batch)
+    if args.format in ("plan", "rtx"):
+        return build_tensorrt_cli(args, batch)
+    if args.target is not None:
+        raise UserError("--target is for --format rtx")
     return build_pt2_cli(args, batch)

@@ -31,7 +31,7 @@ from edgefreq.kernels import Preprocess
 from edgefreq.runtime.record import engine_id
 
 SCHEMA_VERSION = 1
-FORMATS = {".onnx": "onnx", ".plan": "plan", ".pt2": "pt2"}
+FORMATS = {".onnx": "onnx", ".plan": "plan", ".pt2": "pt2", ".rtx": "rtx"}
 PRECISIONS = ("fp32", "fp16", "int8")
 OUTPUTS = ("score", "amap")
 
@@ -105,28 +105,31 @@ class Machine:
     tensorrt: str | None = None
     gpu: str | None = None
     compute_capability: str | None = None
+    tensorrt_rtx: str | None = None
 
     @classmethod
-    def probe(cls, tensorrt: bool = False) -> Machine:
-        """This machine; imports TensorRT only when asked (it is slow and often absent)."""
+    def probe(cls, tensorrt: bool = False, rtx: bool = False) -> Machine:
+        """This machine; imports TensorRT / TensorRT-RTX only when asked (slow and often absent)."""
         import torch
 
-        trt_version = None
+        trt_version = rtx_version = None
         if tensorrt and importlib.util.find_spec("tensorrt") is not None:
             trt_version = importlib.import_module("tensorrt").__version__
+        if rtx and importlib.util.find_spec("tensorrt_rtx") is not None:
+            rtx_version = importlib.import_module("tensorrt_rtx").__version__
         gpu = cc = None
         if torch.cuda.is_available():
             index = torch.cuda.current_device()
             gpu = torch.cuda.get_device_name(index)
             cc = "{}.{}".format(*torch.cuda.get_device_capability(index))
-        return cls(torch=str(torch.__version__), tensorrt=trt_version, gpu=gpu, compute_capability=cc)
+        return cls(torch=str(torch.__version__), tensorrt=trt_version, gpu=gpu, compute_capability=cc, tensorrt_rtx=rtx_version)
 
 
 @dataclass(frozen=True)
 class Sidecar:
     """Everything the runtime needs to know about an engine file, written as NAME.yaml."""
 
-    format: str  # onnx | plan | pt2
+    format: str  # onnx | plan | pt2 | rtx
     engine: str  # the engine's file name (next to the sidecar)
     sha256: str
     model: str  # model kind: ocrgan | skipganomaly | wfdl
@@ -137,7 +140,8 @@ class Sidecar:
     batch: BatchRange = field(default_factory=BatchRange)
     calibration: Calibration | None = None  # None before `edgefreq calibrate`
     device: str = "any"  # any (ONNX) | cpu | cuda: where the engine runs
-    tensorrt_version: str | None = None  # plans only
+    tensorrt_version: str | None = None  # plans (TensorRT) and rtx engines (TensorRT-RTX)
+    targets: tuple[str, ...] = ()  # rtx engines: the compute capabilities they run on
     gpu: str | None = None  # plans and CUDA pt2 packages
     compute_capability: str | None = None
     torch_version: str | None = None  # pt2 packages only
@@ -218,8 +222,8 @@ class Sidecar:
                 f"engine {engine} does not match its sidecar (sha256 {digest[:12]}... != {side.sha256[:12]}...): "
                 f"it was changed or replaced; {side.remake}"
             )
-        if fmt in ("plan", "pt2"):
-            side.check_machine(engine, machine or Machine.probe(tensorrt=fmt == "plan"))
+        if fmt in ("plan", "pt2", "rtx"):
+            side.check_machine(engine, machine or Machine.probe(tensorrt=fmt == "plan", rtx=fmt == "rtx"))
         return side
 
     @property
@@ -241,6 +245,20 @@ class Sidecar:
                 raise UserError("TensorRT is not installed: pip install 'edgefreq[tensorrt]' on the target GPU machine")
             if here.tensorrt != self.tensorrt_version:
                 raise UserError(f"plan {engine} was built with TensorRT {self.tensorrt_version}, this machine has {here.tensorrt}: {where}")
+        if self.format == "rtx":
+            if here.tensorrt_rtx is None:
+                raise UserError("TensorRT-RTX is not installed: pip install 'edgefreq[rtx]'")
+            if here.tensorrt_rtx != self.tensorrt_version:
+                raise UserError(f"engine {engine} was built with TensorRT-RTX {self.tensorrt_version}, this machine has {here.tensorrt_rtx}: {where}")
+            if here.gpu is None:
+                raise UserError(f"{engine} is a TensorRT-RTX engine for an RTX GPU (compute capability {', '.join(self.targets)}), and this machine has no CUDA GPU")
+            if here.compute_capability not in self.targets:
+                raise UserError(
+                    f"{engine} runs on compute capability {', '.join(self.targets)}, this machine's {here.gpu} is "
+                    f"{here.compute_capability}: rebuild it with `edgefreq build {self.source_onnx or 'NAME.onnx'} --format rtx "
+                    f"--target {here.compute_capability}`"
+                )
+            return
         if self.format == "pt2" and _base_version(here.torch) != _base_version(self.torch_version or ""):
             raise UserError(f"package {engine} was built with torch {self.torch_version}, this machine has {here.torch}: {where}")
         if self.format == "plan" or self.device == "cuda":

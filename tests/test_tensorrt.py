@@ -1,11 +1,12 @@
-"""TensorRT builds and the TensorRT backend without TensorRT.
+"""TensorRT / TensorRT-RTX builds and their backends without the libraries.
 
-Everything that does not need the library is tested here: version parsing and dispatch, network
-flags per version, profile shapes, the sidecar a build writes, the one-line error without
-TensorRT, and the builder / runtime call sequences against FakeTensorRT below: a TEST DOUBLE of
-the `tensorrt` module that records every call (it builds nothing; its "engine" computes a
-simple function of the bands on the CPU, reading and writing the buffers at the addresses it is
-given). GPU tests with the real library are marked `gpu`.
+Everything that does not need a library is tested here: version parsing and dispatch, network
+flags per version, profile shapes, RTX targets, the sidecar a build writes, the one-line error
+without the library, and the builder / runtime call sequences against FakeTensorRT below: a TEST
+DOUBLE of the `tensorrt` / `tensorrt_rtx` module (same API) that records every call (it builds
+nothing; its "engine" computes a simple function of the bands on the CPU, reading and writing the
+buffers at the addresses it is given). Builds with the real TensorRT-RTX (no GPU needed) are in
+test_rtx_build.py; GPU tests with the real TensorRT are marked `gpu`.
 """
 
 from __future__ import annotations
@@ -26,15 +27,21 @@ from edgefreq.errors import UserError
 from edgefreq.export.sidecar import BatchRange, Machine, Sidecar, sidecar_path
 from edgefreq.export.tensorrt import (
     NOT_INSTALLED,
+    RTX_TARGETS,
+    TENSORRT_RTX,
     build_plan,
+    build_rtx,
     check_version,
     default_plan_path,
+    default_rtx_path,
     import_tensorrt,
     network_flags,
+    parse_targets,
     parse_version,
     profile_shapes,
 )
 from edgefreq.kernels import Preprocess
+from edgefreq.runtime.backends.rtx import RTXBackend, runtime_cache_path
 from edgefreq.runtime.backends.tensorrt import TensorRTBackend
 
 SPEC = Preprocess(size=(8, 6), levels=2)
@@ -68,6 +75,15 @@ class FakeTensorRT:
         INPUT = 1
         OUTPUT = 2
 
+    class ComputeCapability(enum.IntEnum):  # tensorrt_rtx's members
+        NONE = 0
+        CURRENT = 1
+        SM75 = 75
+        SM80 = 80
+        SM86 = 86
+        SM89 = 89
+        SM120 = 120
+
     FLOAT = "float32"
 
     def __init__(self, version: str, parse_ok: bool = True, plan: bytes | None = b"PLAN") -> None:
@@ -83,9 +99,13 @@ class FakeTensorRT:
 
         class Network:
             num_inputs = SPEC.levels
+            num_outputs = 2
 
             def get_input(self, i: int) -> Tensor:
                 return Tensor(f"band{i}", (-1, SPEC.channels, *SPEC.size))
+
+            def get_output(self, i: int) -> Tensor:
+                return Tensor(("amap", "score")[i], (-1,))
 
         class Profile:
             def set_shape(self, name, lo, opt, hi):
@@ -119,6 +139,19 @@ class FakeTensorRT:
 
             def get_timing_cache(self):
                 return self.cache
+
+            @property
+            def num_compute_capabilities(self) -> int:
+                return self._capabilities
+
+            @num_compute_capabilities.setter
+            def num_compute_capabilities(self, n: int) -> None:
+                fake.calls.append(("config.num_compute_capabilities", n))
+                self._capabilities = n
+
+            def set_compute_capability(self, capability, index: int) -> bool:
+                fake.calls.append(("config.set_compute_capability", capability, index))
+                return index < self._capabilities
 
         class Builder:
             def __init__(self, logger) -> None:
@@ -180,8 +213,45 @@ class FakeEngine:
     def get_tensor_dtype(self, name: str) -> str:
         return self.trt.FLOAT
 
-    def create_execution_context(self) -> FakeContext:
+    def create_execution_context(self, runtime_config: FakeRuntimeConfig | None = None) -> FakeContext:
+        self.trt.calls.append(("engine.create_execution_context", runtime_config))
         return FakeContext(self.trt)
+
+    def create_runtime_config(self) -> FakeRuntimeConfig:
+        return FakeRuntimeConfig(self.trt)
+
+
+class FakeRuntimeCache:
+    """TensorRT-RTX's runtime cache: takes only blobs this "library" wrote (b"KERNELS..."), grows as kernels compile."""
+
+    def __init__(self, trt: FakeTensorRT) -> None:
+        self.trt, self.blob = trt, b""
+
+    def deserialize(self, blob: bytes) -> bool:
+        self.trt.calls.append(("cache.deserialize", bytes(blob)))
+        if not bytes(blob).startswith(b"KERNELS"):
+            return False
+        self.blob = bytes(blob)
+        return True
+
+    def serialize(self) -> bytes:
+        return (self.blob or b"KERNELS") + b"+compiled"
+
+
+class FakeRuntimeConfig:
+    def __init__(self, trt: FakeTensorRT) -> None:
+        self.trt, self.cache = trt, None
+
+    def create_runtime_cache(self) -> FakeRuntimeCache:
+        return FakeRuntimeCache(self.trt)
+
+    def set_runtime_cache(self, cache: FakeRuntimeCache) -> bool:
+        self.trt.calls.append(("runtime_config.set_runtime_cache",))
+        self.cache = cache
+        return True
+
+    def get_runtime_cache(self) -> FakeRuntimeCache:
+        return self.cache
 
 
 class FakeContext:
@@ -326,7 +396,7 @@ def test_build_sequence_per_version(tmp_path, version, flags, caplog):
 def test_build_refusals(tmp_path):
     onnx = onnx_export(tmp_path)
     trt = FakeTensorRT("10.3.0")
-    with pytest.raises(UserError, match="is the fp16 export; for a int8 plan build its int8 export"):
+    with pytest.raises(UserError, match="is the fp16 export; for a int8 engine build its int8 export"):
         build_plan(onnx, precision="int8", trt=trt, machine=MACHINE)
     with pytest.raises(UserError, match="this machine has none"):
         build_plan(onnx, trt=trt, machine=Machine(torch="2.13.0"))
@@ -415,3 +485,124 @@ def test_real_tensorrt_plan_matches_onnxruntime(tmp_path):
     for e, g, a in zip(expected, got, again):
         np.testing.assert_allclose(g, e, rtol=1e-3, atol=1e-4)
         np.testing.assert_allclose(a, g, rtol=1e-6, atol=1e-6)
+
+
+# --- TensorRT-RTX: the same network path, targets instead of a GPU ---------------------------
+
+
+RTX_MACHINE = Machine(torch="2.13.0", gpu="NVIDIA GeForce RTX 4070", compute_capability="8.9", tensorrt_rtx="1.7.1.116")
+
+
+def test_rtx_targets_and_names():
+    assert parse_targets(None) == RTX_TARGETS == ("8.0", "8.6", "8.9", "12.0")
+    assert parse_targets("8.6, sm89,SM_120,sm86") == ("8.6", "8.9", "12.0")
+    assert parse_targets("75") == ("7.5",)
+    for bad in ("ampere", "8.", "sm", "8.6.1"):
+        with pytest.raises(UserError, match="--target takes compute capabilities like 8.6,8.9"):
+            parse_targets(bad)
+    assert default_rtx_path("out/bottle.fp16.onnx", RTX_TARGETS) == Path("out/bottle.fp16.sm80-86-89-120.rtx")
+    assert default_rtx_path("bottle.onnx", ("8.6",)) == Path("bottle.sm86.rtx")
+    assert check_version("1.7.1.116", TENSORRT_RTX) == (1, 7, 1)
+    with pytest.raises(UserError, match="TensorRT-RTX 0.9 is too old"):
+        check_version("0.9", TENSORRT_RTX)
+    assert network_flags(FakeTensorRT("1.7.1"), (1, 7, 1), TENSORRT_RTX) == 0  # always strongly typed
+
+
+def test_rtx_build_shares_the_network_path_and_needs_no_gpu(tmp_path):
+    trt = FakeTensorRT("1.7.1.116")
+    onnx = onnx_export(tmp_path)
+    report = build_rtx(onnx, batch=BatchRange(1, 4, 16), targets=("8.6", "8.9"), workspace_mb=512, trt=trt)
+    shape = (SPEC.channels, *SPEC.size)
+    assert trt.calls == [
+        ("Builder",),
+        ("builder.create_network", 0),
+        ("parser.parse_from_file", "bottle.fp16.onnx"),
+        ("config.set_memory_pool_limit", trt.MemoryPoolType.WORKSPACE, 512 << 20),
+        ("profile.set_shape", "band0", (1, *shape), (4, *shape), (16, *shape)),
+        ("profile.set_shape", "band1", (1, *shape), (4, *shape), (16, *shape)),
+        ("config.add_optimization_profile",),
+        ("config.num_compute_capabilities", 2),
+        ("config.set_compute_capability", trt.ComputeCapability.SM86, 0),
+        ("config.set_compute_capability", trt.ComputeCapability.SM89, 1),
+        ("builder.build_serialized_network",),
+    ]  # the plan's sequence up to the profile (define_network), then targets instead of a timing cache
+    assert report.engine == tmp_path / "bottle.fp16.sm86-89.rtx" and report.engine.read_bytes() == b"PLAN"
+    assert (report.targets, report.tensorrt_version, report.timing_cache) == (("8.6", "8.9"), "1.7.1.116", None)
+    side = Sidecar.load(report.engine, machine=RTX_MACHINE)
+    assert (side.format, side.precision, side.device, side.source_onnx) == ("rtx", "fp16", "cuda", "bottle.fp16.onnx")
+    assert (side.tensorrt_version, side.targets, side.gpu, side.compute_capability) == ("1.7.1.116", ("8.6", "8.9"), None, None)
+    assert side.command == f"edgefreq build {onnx} --format rtx --target 8.6,8.9 --batch 1,4,16 --out {report.engine}"
+
+
+def test_rtx_engine_refused_where_it_cannot_run(tmp_path):
+    report = build_rtx(onnx_export(tmp_path), targets=("8.6", "8.9"), trt=FakeTensorRT("1.7.1.116"))
+    cases = [
+        (Machine(torch="2.13.0", gpu="NVIDIA GeForce RTX 4070", compute_capability="8.9"), "TensorRT-RTX is not installed"),
+        (Machine(torch="2.13.0", gpu="NVIDIA GeForce RTX 4070", compute_capability="8.9", tensorrt_rtx="1.8.0.1"),
+         "built with TensorRT-RTX 1.7.1.116, this machine has 1.8.0.1"),
+        (Machine(torch="2.13.0", tensorrt_rtx="1.7.1.116"), "for an RTX GPU .*this machine has no CUDA GPU"),
+        (MACHINE.__class__(torch="2.13.0", gpu=MACHINE.gpu, compute_capability="9.0", tensorrt_rtx="1.7.1.116"),
+         "runs on compute capability 8.6, 8.9, this machine's NVIDIA H100 80GB HBM3 is 9.0: rebuild it with `edgefreq build bottle.fp16.onnx --format rtx --target 9.0`"),
+    ]
+    for machine, message in cases:
+        with pytest.raises(UserError, match=message):
+            Sidecar.load(report.engine, machine=machine)
+
+
+def test_rtx_build_refusals(tmp_path):
+    onnx = onnx_export(tmp_path)
+    trt = FakeTensorRT("1.7.1.116")
+    with pytest.raises(UserError, match=r"cannot build for compute capability 9.0; it builds for 7.5, 8.0, 8.6, 8.9, 12.0"):
+        build_rtx(onnx, targets=("9.0",), trt=trt)
+    with pytest.raises(UserError, match="needs at least one target"):
+        build_rtx(onnx, targets=(), trt=trt)
+    with pytest.raises(UserError, match="a TensorRT-RTX engine must end in .rtx"):
+        build_rtx(onnx, tmp_path / "bottle.plan", trt=trt)
+    with pytest.raises(UserError, match="cannot parse .*In node 3 \\(Conv\\): unsupported attribute"):
+        build_rtx(onnx, trt=FakeTensorRT("1.7.1.116", parse_ok=False))
+    with pytest.raises(UserError, match="TensorRT-RTX 1.7.1.116 could not build .*out of workspace"):
+        build_rtx(onnx, trt=FakeTensorRT("1.7.1.116", plan=None))
+    assert not list(tmp_path.glob("*.rtx"))
+
+
+def test_rtx_verb_without_the_library(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "tensorrt_rtx", None)
+    onnx = onnx_export(tmp_path, "bottle.onnx", "fp32")
+    assert main(["build", str(onnx), "--format", "rtx"]) != 0
+    assert capsys.readouterr().err == f"edgefreq build: error: {TENSORRT_RTX.install}\n"
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    assert main(["build", str(onnx), "--format", "pt2", "--target", "8.6"]) != 0
+    assert capsys.readouterr().err == "edgefreq build: error: --target is for --format rtx\n"
+    assert not list(tmp_path.glob("*.rtx"))
+
+
+def test_rtx_backend_keeps_its_runtime_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    trt = FakeTensorRT("1.7.1.116")
+    report = build_rtx(onnx_export(tmp_path), batch=BatchRange(1, 2, 2), trt=trt)
+    fake_runtime(trt, FakeEngine(trt))
+    side = Sidecar.load(report.engine, machine=RTX_MACHINE)
+    cache = runtime_cache_path(side.sha256, "0.0")  # device="cpu": no GPU to name
+    assert cache == tmp_path / "cache" / "edgefreq" / f"rtx-{side.sha256[:16]}-sm00.runtime"
+
+    trt.calls.clear()
+    backend = RTXBackend(report.engine, side, trt=trt, device="cpu")
+    assert backend.name == "rtx"
+    context_calls = [c for c in trt.calls if c[0] == "engine.create_execution_context"]
+    assert len(context_calls) == 1 and context_calls[0][1] is not None  # made with the runtime config
+    assert not any(c[0] == "cache.deserialize" for c in trt.calls)  # nothing to load the first time
+    bands = [np.ones((2, SPEC.channels, *SPEC.size), np.float32)] * 2
+    np.testing.assert_allclose(backend.infer(bands)[0], [2.0, 2.0])
+    backend.close()
+    assert cache.read_bytes() == b"KERNELS+compiled"
+
+    trt.calls.clear()
+    RTXBackend(report.engine, side, trt=trt, device="cpu").close()
+    assert ("cache.deserialize", b"KERNELS+compiled") in trt.calls  # the next start loads what the last one compiled
+    assert cache.read_bytes() == b"KERNELS+compiled+compiled"
+
+    cache.write_bytes(b"from another GPU")
+    trt.calls.clear()
+    RTXBackend(report.engine, side, trt=trt, device="cpu").close()  # refused by the library: compiled anew
+    assert ("cache.deserialize", b"from another GPU") in trt.calls
+    assert cache.read_bytes() == b"KERNELS+compiled"

@@ -2,13 +2,14 @@
 
     open_backend("bottle.onnx")             onnxruntime (CPU; its CUDA provider when installed)
     open_backend("bottle.fp16.sm87.plan")   tensorrt (GPU)
+    open_backend("bottle.fp16.sm86.rtx")    rtx (TensorRT-RTX, RTX GPU)
     open_backend("bottle.cpu.pt2")          inductor (AOTInductor package, CPU or GPU)
     open_backend("runs/bottle")             torch (a run folder: the reference)
 
 Every engine file is loaded through its sidecar's checks (export/sidecar.py: present, valid,
-sha256, and for plans / pt2 packages the TensorRT / torch version and GPU), so a wrong engine
-is refused with one line that says how to rebuild it. Backend modules import their libraries
-(onnxruntime, tensorrt) only when opened.
+sha256, and for plans / rtx engines / pt2 packages the TensorRT / TensorRT-RTX / torch version and
+GPU), so a wrong engine is refused with one line that says how to rebuild it. Backend modules
+import their libraries (onnxruntime, tensorrt, tensorrt_rtx) only when opened.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def open_backend(path: str | Path, device: str = "auto", threads: int = 0) -> Ba
     """The backend for an engine file (by extension) or a run folder.
 
     `device` applies to ONNX Runtime (auto | cpu | cuda) and the torch reference (auto | cpu |
-    cuda); plans always run on the GPU and pt2 packages on the device they were compiled for.
+    cuda); plans and rtx engines always run on the GPU and pt2 packages on the device they were compiled for.
     `threads` (0 = the library's default) caps the CPU threads of ONNX Runtime and torch: on a
     busy machine one thread is often faster than two that wait for each other.
     """
@@ -42,7 +43,7 @@ def open_backend(path: str | Path, device: str = "auto", threads: int = 0) -> Ba
         return TorchBackend(path, device)
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
-        what = "not an engine (.onnx, .plan, .pt2) or a run folder" if path.exists() else "not found"
+        what = "not an engine (.onnx, .plan, .rtx, .pt2) or a run folder" if path.exists() else "not found"
         raise UserError(f"{path}: {what}")
     sidecar = Sidecar.load(path)
     if fmt == "onnx":
@@ -53,6 +54,10 @@ def open_backend(path: str | Path, device: str = "auto", threads: int = 0) -> Ba
         from .tensorrt import TensorRTBackend
 
         return TensorRTBackend(path, sidecar)
+    if fmt == "rtx":
+        from .rtx import RTXBackend
+
+        return RTXBackend(path, sidecar)
     from .inductor import InductorBackend
 
     return InductorBackend(path, sidecar)

@@ -1,5 +1,8 @@
 """TensorRT backend (.plan): device buffers, one stream and CUDA graphs, all through torch.
 
+The TensorRT-RTX backend (.rtx, backends/rtx.py) is this class with the other library of the
+family and a runtime cache: both libraries have the same runtime API.
+
 GPU memory is torch's (DESIGN.md decision 10): one device buffer per engine input and output,
 allocated once for the plan's maximum batch, whose `data_ptr()` is bound to the execution
 context with set_tensor_address; one torch CUDA stream carries the input copies,
@@ -27,7 +30,7 @@ import torch
 
 from edgefreq.errors import UserError
 from edgefreq.export.sidecar import Sidecar
-from edgefreq.export.tensorrt import import_tensorrt, make_logger
+from edgefreq.export.tensorrt import TENSORRT, Library, import_tensorrt, make_logger
 
 from .base import Backend, Band
 
@@ -43,6 +46,7 @@ class TensorRTBackend(Backend):
     """A TensorRT plan, checked against its sidecar before it is loaded (open_backend does that)."""
 
     name = "tensorrt"
+    library: Library = TENSORRT
 
     def __init__(
         self,
@@ -53,11 +57,11 @@ class TensorRTBackend(Backend):
         device: str = "cuda",
         cuda_graphs: bool = True,
     ) -> None:
-        self._trt = import_tensorrt() if trt is None else trt
+        self._trt = import_tensorrt(self.library) if trt is None else trt
         dev = torch.device(device)
         self._cuda = dev.type == "cuda"
         if self._cuda and not torch.cuda.is_available():
-            raise UserError(f"{path} is a TensorRT plan and needs a CUDA GPU; this machine has none: use the .onnx on ONNX Runtime")
+            raise UserError(f"{path} is a {self.library.name} engine and needs a CUDA GPU; this machine has none: use the .onnx on ONNX Runtime")
         if self._cuda and dev.index is None:
             dev = torch.device("cuda", torch.cuda.current_device())
         self._sidecar = sidecar
@@ -66,13 +70,13 @@ class TensorRTBackend(Backend):
         self._engine = self._runtime.deserialize_cuda_engine(Path(path).read_bytes())
         if self._engine is None:
             reason = self._logger.errors[-1] if self._logger.errors else "see the TensorRT log"
-            raise UserError(f"TensorRT {self._trt.__version__} cannot load {path} ({reason}): {sidecar.remake}")
+            raise UserError(f"{self.library.name} {self._trt.__version__} cannot load {path} ({reason}): {sidecar.remake}")
         names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
         self._inputs = [n for n in names if self._engine.get_tensor_mode(n) == self._trt.TensorIOMode.INPUT]
         outputs = [n for n in names if n not in self._inputs]
         if self._inputs != list(sidecar.inputs) or sorted(outputs) != sorted(sidecar.outputs):
             raise UserError(f"{path}: engine tensors {names} do not match its sidecar: {sidecar.remake}")
-        self._context = self._engine.create_execution_context()
+        self._context = self._create_context()
         spec = sidecar.preprocess
         max_batch = int(sidecar.batch.max)
         self._band_shape = (spec.channels, *spec.size)
@@ -88,6 +92,10 @@ class TensorRTBackend(Backend):
         self._use_graphs = cuda_graphs and self._cuda
         super().__init__(spec, sidecar.calibration, sidecar.model, f"{sidecar.engine}:{sidecar.sha256[:12]}", str(dev), max_batch)
 
+    def _create_context(self) -> Any:
+        """The execution context (the RTX backend attaches its runtime cache here)."""
+        return self._engine.create_execution_context()
+
     @property
     def stream_handle(self) -> int:
         return self._stream.cuda_stream if self._stream is not None else 0
@@ -102,7 +110,7 @@ class TensorRTBackend(Backend):
             self._context.set_input_shape(name, (n, *self._band_shape))
         if not self._context.execute_async_v3(self.stream_handle):
             reason = self._logger.errors[-1] if self._logger.errors else "see the TensorRT log"
-            raise UserError(f"TensorRT failed to run {self.engine_id} on a batch of {n}: {reason}")
+            raise UserError(f"{self.library.name} failed to run {self.engine_id} on a batch of {n}: {reason}")
         if self._use_graphs and n not in self._graphs:
             self._graphs[n] = self._capture(n)
 
