@@ -8,10 +8,20 @@ Normalized score (what the runtime prints next to the raw score):
 
 with the median of the calibration scores, so a typical good part scores 0 and the threshold
 is 1: above 1 is NOK, and the value reads as "how far towards (or past) the threshold".
+
+Trust (DESIGN.md decision 6): a calibration read from a file is refused when its threshold is not
+finite or does not follow from its stored normal range and policy, and, when the file carries the
+`sha256` that `to_dict` writes (a digest of the four fields), when that digest does not match:
+either is a hand edit. A different threshold is a deliberate act: `edgefreq run --threshold X`,
+which every decision record then says. Files written before the digest existed (the shipped
+embedded model's sidecar among them) load with the range/policy check only.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +34,14 @@ from .normal_range import QUANTILES, NormalRange
 from .policy import ThresholdPolicy, false_reject_rate
 
 _FIELDS = ("range", "policy", "threshold", "false_reject_rate")
+DIGEST = "sha256"  # of the four fields as canonical JSON: a hand edit shows as a mismatch
+REL_TOLERANCE = 1e-9  # a threshold "follows" from its range and policy up to float rounding
+
+
+def digest(data: dict[str, Any]) -> str:
+    """sha256 of the calibration fields as canonical JSON (sorted keys, repr floats)."""
+    body = {k: data[k] for k in _FIELDS}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -36,6 +54,8 @@ class Calibration:
     false_reject_rate: float
 
     def __post_init__(self) -> None:
+        if not math.isfinite(self.threshold):
+            raise UserError(f"threshold {self.threshold} is not a finite number: calibrate again")
         if not self.threshold > self.range.median:
             raise UserError(
                 f"threshold {self.threshold:.6g} is not above the median normal score {self.range.median:.6g} "
@@ -64,16 +84,20 @@ class Calibration:
         return normalize_score(score, self)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "range": self.range.to_dict(),
             "policy": to_dict(self.policy),
             "threshold": float(self.threshold),
             "false_reject_rate": float(self.false_reject_rate),
         }
+        return {**data, DIGEST: digest(data)}
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "calibration") -> Calibration:
-        check_keys(data, _FIELDS, where)
+        """A calibration from its mapping, refused when its threshold does not follow from its range
+        and policy or its digest does not match its fields (a hand edit); see the module docstring."""
+        stored = data.get(DIGEST) if isinstance(data, dict) else None
+        check_keys(data, _FIELDS + ((DIGEST,) if stored is not None else ()), where)
         normal = NormalRange.from_dict(data["range"], f"{where}.range")
         policy = from_dict(ThresholdPolicy, data["policy"], f"{where}.policy")
         try:
@@ -81,6 +105,20 @@ class Calibration:
             rate = float(data["false_reject_rate"])
         except (TypeError, ValueError) as exc:
             raise UserError(f"{where}: threshold and false_reject_rate must be numbers ({exc})") from None
+        again = (
+            "calibrate and export again (edgefreq calibrate RUN, edgefreq export RUN), or keep the file as it was "
+            "written and pass --threshold X to run at another threshold on purpose"
+        )
+        if not math.isfinite(threshold):
+            raise UserError(f"{where}: threshold {threshold} is not a finite number; {again}")
+        expected = policy.threshold(normal)
+        if not math.isclose(threshold, expected, rel_tol=REL_TOLERANCE, abs_tol=1e-12):
+            raise UserError(
+                f"{where}: threshold {threshold:.6g} does not follow from the stored normal range and policy "
+                f"({policy.describe()} = {expected:.6g}): it was edited by hand; {again}"
+            )
+        if stored is not None and stored != digest(data):
+            raise UserError(f"{where}: the calibration does not match its sha256: it was edited by hand; {again}")
         return cls(normal, policy, threshold, rate)
 
     def save(self, path: str | Path) -> None:

@@ -89,6 +89,8 @@ class NormalRange:
             quantiles = {float(q): float(v) for q, v in data["quantiles"].items()}
         except (TypeError, ValueError) as exc:
             raise UserError(f"{where}: {exc}") from None
+        if not all(math.isfinite(v) for v in (*stats.values(), *quantiles.values())):
+            raise UserError(f"{where}: the normal range holds a value that is not a finite number")
         if 0.5 not in quantiles:
             raise UserError(f"{where}: quantiles must include the median (0.5)")
         if not stats["min"] <= stats["max"]:

@@ -120,6 +120,38 @@ def test_load_errors(tmp_path: Path) -> None:
         Calibration.load(tmp_path / "absent.yaml")
 
 
+def test_a_hand_edited_calibration_is_refused(tmp_path: Path) -> None:
+    good = Calibration.from_scores(np.linspace(1.0, 2.0, 30)).to_dict()
+    assert set(good) == {"range", "policy", "threshold", "false_reject_rate", "sha256"}
+    path = tmp_path / "c.yaml"
+    wider = {**good["range"], "max": 20.0}
+    legacy = {k: v for k, v in good.items() if k != "sha256"}
+    for data, match in [
+        ({**good, "threshold": float("inf")}, "not a finite number"),
+        ({**good, "threshold": 1e30}, r"does not follow from the stored normal range and policy \(max \+ 0.1"),
+        ({**legacy, "threshold": 1e30}, "does not follow from"),  # no digest: the range/policy check still holds
+        ({**good, "range": {**good["range"], "max": float("inf")}}, "not a finite number"),
+        ({**good, "range": wider, "threshold": 20.0 + 0.1 * 19.0}, "does not match its sha256: it was edited by hand"),
+        ({**good, "false_reject_rate": 0.0001}, "does not match its sha256"),
+        ({**good, "sha256": "0" * 64}, "does not match its sha256"),
+    ]:
+        path.write_text(yaml.safe_dump(data))
+        with pytest.raises(UserError, match=match) as exc:
+            Calibration.load(path)
+        assert "\n" not in str(exc.value)
+        assert "--threshold X" in str(exc.value) or "normal range holds" in str(exc.value)
+    path.write_text(yaml.safe_dump(legacy))  # written before the digest existed: loads
+    assert Calibration.load(path) == Calibration.from_dict(good)
+
+
+def test_the_shipped_embedded_calibration_still_loads() -> None:
+    from edgefreq.export.sidecar import Sidecar
+
+    embedded = Path(__file__).resolve().parents[1] / "edgefreq" / "embedded" / "default.onnx"
+    calibration = Sidecar.load(embedded).calibration
+    assert calibration.threshold == pytest.approx(calibration.policy.threshold(calibration.range), rel=1e-12)
+
+
 def test_calibration_batches_are_the_runtime_bands(tmp_path: Path) -> None:
     rng = np.random.default_rng(4)
     paths = []

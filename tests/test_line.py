@@ -75,6 +75,7 @@ def test_every_frame_of_a_folder_gets_one_decision(engine: Path, tmp_path: Path)
     s = json.loads(summary.read_text())
     assert s["frames"] == 6 == s["ok"] + s["nok"] and s["dropped"] == 0
     assert all(d.engine == f"tiny.onnx@{file_sha256(engine)[:12]}" and d.threshold > 0 for d in decisions)  # NAME@HASH
+    assert all(d.threshold_source == "calibration" for d in decisions)
     assert "6 frames" in proc.stderr
 
 
@@ -178,6 +179,38 @@ def test_soak_accounts_for_every_frame_and_memory_stays_flat(engine: Path, tmp_p
     assert summary.confusion["tp"] + summary.confusion["fn"] > 0  # the synthetic line's truth is carried
     growth = (rss[-1] - rss[1]) / 2**20  # after warm-up
     assert growth < 25, f"resident memory grew {growth:.1f} MiB over the soak"
+
+
+def copy_engine(engine: Path, folder: Path, edit=None) -> Path:
+    """A copy of the engine and its sidecar, the sidecar edited by `edit(data)` as a user would by hand."""
+    import yaml
+
+    folder.mkdir(exist_ok=True)
+    (folder / engine.name).write_bytes(engine.read_bytes())
+    data = yaml.safe_load(engine.with_suffix(".yaml").read_text())
+    if edit is not None:
+        edit(data)
+    (folder / engine.with_suffix(".yaml").name).write_text(yaml.safe_dump(data, sort_keys=False))
+    return folder / engine.name
+
+
+def test_a_hand_edited_threshold_is_refused_and_an_override_is_recorded(engine: Path, tmp_path: Path) -> None:
+    for value in (float("inf"), 1e30):
+        edited = copy_engine(engine, tmp_path / str(value), lambda d: d["calibration"].update(threshold=value))
+        out = tmp_path / f"{value}.jsonl"
+        proc = run_cli("--engine", str(edited), "--source", "synthetic://?size=64x64", "--max-frames", "5", "--sink", str(out))
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert "edited by hand" in proc.stderr or "not a finite number" in proc.stderr
+        assert not out.exists() or not out.read_text()
+    out = tmp_path / "override.jsonl"
+    proc = run_cli("--engine", str(engine), "--source", "synthetic://?size=64x64&defect_rate=1", "--max-frames", "6", "--rate", "0",
+                   "--threshold", "1e30", "--sink", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "overrides the calibrated" in proc.stderr
+    decisions = records(out)
+    assert len(decisions) == 6 and all(d.threshold == 1e30 and d.threshold_source == "override" and d.verdict == "OK" for d in decisions)
+    proc = run_cli("--engine", str(engine), "--threshold", "inf", "--max-frames", "2")
+    assert proc.returncode == 2 and "finite" in proc.stderr
 
 
 def test_cli_errors(engine: Path, tmp_path: Path) -> None:

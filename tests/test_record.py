@@ -53,7 +53,7 @@ def test_unknown_truth_and_non_finite_score_are_null():
 def test_schema_lists_exactly_the_dataclass_fields():
     fields = {f.name for f in dataclasses.fields(Decision)}
     assert set(DECISION_SCHEMA["properties"]) == fields
-    assert set(DECISION_SCHEMA["required"]) == fields - {"truth"}
+    assert set(DECISION_SCHEMA["required"]) == fields - {"truth", "threshold_source"}
     assert DECISION_SCHEMA["properties"]["latency_ms"]["required"] == list(LATENCY_STAGES)
 
 
@@ -61,7 +61,8 @@ BAD_RECORDS = {
     "missing field": lambda d: d.pop("verdict"),
     "unknown field": lambda d: d.update(extra=1),
     "verdict": lambda d: d.update(verdict="MAYBE"),
-    "schema version": lambda d: d.update(schema="edgefreq.decision/2"),
+    "schema version": lambda d: d.update(schema="edgefreq.decision/3"),
+    "threshold source": lambda d: d.update(threshold_source="guess"),
     "negative frame": lambda d: d.update(frame_id=-1),
     "float frame": lambda d: d.update(frame_id=1.5),
     "bool dropped": lambda d: d.update(dropped=True),
@@ -81,6 +82,14 @@ def test_bad_records_are_one_line_user_errors(name):
         Decision.from_json(json.dumps(data), where="decisions.jsonl line 7")
     message = str(info.value)
     assert message.startswith("decisions.jsonl line 7: ") and "\n" not in message
+
+
+def test_a_version_1_record_still_reads():
+    data = sample().to_dict()
+    del data["threshold_source"]
+    data["schema"] = "edgefreq.decision/1"
+    assert Decision.from_dict(data).threshold_source == "calibration"
+    assert sample(threshold_source="override").to_dict()["threshold_source"] == "override"
 
 
 def test_not_json_is_a_user_error():

@@ -89,7 +89,7 @@ def test_decisions_and_status_arrive(mosquitto, subscriber_factory, make_decisio
     assert report["sent"] == 10 and report["failed"] == report["dropped"] == report["unsent"] == 0
     assert wait_until(lambda: sub.payloads(f"{TOPIC}/status")[-1:] == [b"offline"], 5)
     first = json.loads(next(p for t, p in sub.messages if t == TOPIC))
-    assert first["schema"] == "edgefreq.decision/1" and first["verdict"] == "NOK"
+    assert first["schema"] == "edgefreq.decision/2" and first["verdict"] == "NOK"
 
 
 def test_broker_crash_never_blocks_submit_and_delivery_resumes(mosquitto, subscriber_factory, make_decision):

@@ -33,6 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--source", metavar="URI", help="v4l2:///dev/videoN, csi://N, rtsp://..., a video/image/folder path, synthetic://")
     p.add_argument("--sink", action="append", metavar="URI", help=f"where decisions go (repeatable; default -): {GRAMMAR}")
     p.add_argument("--roi", type=int, nargs=4, metavar=("X", "Y", "W", "H"), help="override the sidecar's ROI (frame pixels)")
+    p.add_argument("--threshold", type=float, metavar="X",
+                   help="decide at this raw score instead of the calibrated threshold (recorded as an override in every decision)")
     p.add_argument("--batch", type=int, default=1, help="inspect up to N queued frames at once (default 1)")
     p.add_argument("--fd", default="auto", choices=("auto", "opencv", "torch", "triton"), help="FD implementation (default: Triton on CUDA, OpenCV on CPU)")
     p.add_argument("--width", type=int, default=0, help="requested camera width")
@@ -67,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     if args.batch < 1 or args.capacity < 1:
         raise UserError("--batch and --capacity must be at least 1")
     backend = open_backend(engine, threads=args.threads)
-    inspector = Inspector(backend, args.fd, tuple(args.roi) if args.roi else None)
+    inspector = Inspector(backend, args.fd, tuple(args.roi) if args.roi else None, args.threshold)
     display = None
     if args.show:
         from edgefreq.runtime.display import Display

@@ -51,7 +51,11 @@ class Inspection:
 class Inspector:
     """Turns frames into decisions with one backend (DESIGN.md decision 8) and its sidecar."""
 
-    def __init__(self, backend, fd_impl: str = "auto", roi: tuple[int, int, int, int] | None = None) -> None:
+    def __init__(
+        self, backend, fd_impl: str = "auto", roi: tuple[int, int, int, int] | None = None, threshold: float | None = None
+    ) -> None:
+        """`threshold` overrides the calibrated one on purpose (`edgefreq run --threshold X`); every
+        decision then says so (threshold_source "override")."""
         if backend.calibration is None:
             raise UserError(
                 f"{backend.engine_id}: the engine has no calibration: run `edgefreq calibrate` on its run, then export again"
@@ -59,7 +63,13 @@ class Inspector:
         self.backend = backend
         self.spec = backend.preprocess if roi is None else replace(backend.preprocess, roi=tuple(roi))
         self.calibration = backend.calibration
-        self.threshold = float(self.calibration.threshold)
+        self.threshold = float(self.calibration.threshold if threshold is None else threshold)
+        self.threshold_source = "calibration" if threshold is None else "override"
+        if not math.isfinite(self.threshold):
+            raise UserError(f"--threshold must be a finite number, got {threshold}")
+        if threshold is not None:
+            log.warning("threshold %.6g overrides the calibrated %.6g (%s): every decision records it",
+                        self.threshold, self.calibration.threshold, self.calibration.policy.describe())
         self.engine = backend.engine_id
         self.device = torch.device(backend.device)
         self.fd_impl = fd_impl
@@ -118,6 +128,7 @@ class Inspector:
                 dropped=dropped,
                 engine=self.engine,
                 truth=frame.truth,
+                threshold_source=self.threshold_source,
             )
             out.append(Inspection(decision, frame, maps[k], self._view(frame.image)))
         return out
@@ -129,7 +140,7 @@ class Inspector:
         decision = Decision(
             frame_id=frame.frame_id, capture_ts=frame.timestamp, decided_ts=time.time(), source=frame.source,
             score=math.nan, score_norm=math.nan, threshold=self.threshold, verdict="NOK", latency_ms=latency,
-            dropped=dropped, engine=self.engine, truth=frame.truth,
+            dropped=dropped, engine=self.engine, truth=frame.truth, threshold_source=self.threshold_source,
         )
         return Inspection(decision, frame, None, frame.image, reason)
 

@@ -17,8 +17,10 @@ from typing import Any
 
 from edgefreq.errors import UserError
 
-SCHEMA = "edgefreq.decision/1"
+SCHEMA = "edgefreq.decision/2"
+READABLE_SCHEMAS = ("edgefreq.decision/1", SCHEMA)  # /1 records have no threshold_source
 VERDICTS = ("OK", "NOK")
+THRESHOLD_SOURCES = ("calibration", "override")
 LATENCY_STAGES = ("capture", "preprocess", "infer", "decide", "total")
 ENGINE_HASH_CHARS = 12
 
@@ -34,7 +36,7 @@ DECISION_SCHEMA: dict[str, Any] = {
     ],
     "additionalProperties": False,
     "properties": {
-        "schema": {"const": SCHEMA},
+        "schema": {"enum": list(READABLE_SCHEMAS)},
         "frame_id": {"type": "integer", "minimum": 0},
         "capture_ts": _NUMBER,
         "decided_ts": _NUMBER,
@@ -42,6 +44,7 @@ DECISION_SCHEMA: dict[str, Any] = {
         "score": {"type": ["number", "null"]},
         "score_norm": {"type": ["number", "null"]},
         "threshold": {"type": "number"},
+        "threshold_source": {"enum": list(THRESHOLD_SOURCES)},
         "verdict": {"enum": list(VERDICTS)},
         "latency_ms": {
             "type": "object",
@@ -69,7 +72,9 @@ class Decision:
     """One processed frame: what was seen, what was decided, how long it took.
 
     `score` is the engine's raw score, `threshold` is in the same raw units (NOK when
-    score > threshold); `score_norm` is the score scaled by the calibration's normal range.
+    score > threshold); `threshold_source` says where it came from: "calibration" (the engine's
+    sidecar) or "override" (`edgefreq run --threshold X`); `score_norm` is the score scaled by the
+    calibration's normal range (the calibrated threshold is 1, whatever the override).
     `dropped` counts the frames the capture ring buffer dropped so far (never processed, so
     they have no record). `truth` is the label when known (0 good, 1 defect), else None.
     """
@@ -86,11 +91,14 @@ class Decision:
     dropped: int
     engine: str
     truth: int | None = None
+    threshold_source: str = "calibration"
     schema: str = field(default=SCHEMA, init=False)
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
             raise ValueError(f"verdict must be one of {VERDICTS}, got {self.verdict!r}")
+        if self.threshold_source not in THRESHOLD_SOURCES:
+            raise ValueError(f"threshold_source must be one of {THRESHOLD_SOURCES}, got {self.threshold_source!r}")
         missing = [s for s in LATENCY_STAGES if s not in self.latency_ms]
         if missing:
             raise ValueError(f"latency_ms lacks {missing} (needs {LATENCY_STAGES})")
@@ -106,6 +114,7 @@ class Decision:
             "score": _finite_or_none(self.score),
             "score_norm": _finite_or_none(self.score_norm),
             "threshold": float(self.threshold),
+            "threshold_source": self.threshold_source,
             "verdict": self.verdict,
             "latency_ms": {s: round(float(self.latency_ms[s]), 3) for s in LATENCY_STAGES},
             "dropped": int(self.dropped),
@@ -137,6 +146,7 @@ class Decision:
             dropped=int(data["dropped"]),
             engine=data["engine"],
             truth=data.get("truth"),
+            threshold_source=data.get("threshold_source", "calibration"),
         )
 
     @classmethod
