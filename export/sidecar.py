@@ -196,6 +196,8 @@ class Sidecar:
         schema = data.get("schema", SCHEMA_VERSION)
         if isinstance(schema, int) and schema > SCHEMA_VERSION:
             raise UserError(f"{path}: sidecar schema {schema} is newer than this edgefreq reads ({SCHEMA_VERSION}): upgrade edgefreq")
+        if isinstance(data, dict) and "preprocess" not in data:
+            raise UserError(f"{path}: the sidecar has no preprocess block, so nothing says what the engine takes: re-export or rebuild the engine")
         calibration = data.pop("calibration", None)
         side = from_dict(cls, data, where=str(path))
         if calibration is None:

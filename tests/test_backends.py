@@ -71,6 +71,41 @@ def test_open_backend_refuses_wrong_paths(export, tmp_path):
         open_backend(copy)
 
 
+def edited_copy(path, folder, edit):
+    """The engine with a hand-edited sidecar (the hash still matches: it covers the engine only)."""
+    import yaml
+
+    folder.mkdir()
+    (folder / path.name).write_bytes(path.read_bytes())
+    data = yaml.safe_load(path.with_suffix(".yaml").read_text())
+    edit(data)
+    (folder / path.with_suffix(".yaml").name).write_text(yaml.safe_dump(data))
+    return folder / path.name
+
+
+SIDECAR_EDITS = {
+    "size": lambda d: d["preprocess"].update(size=[64, 64]),
+    "channels": lambda d: d["preprocess"].update(channels=1, mean=[0.5], std=[0.5]),
+    "levels": lambda d: (d["preprocess"].update(levels=3), d.update(inputs=["band0", "band1", "band2"])),
+    "input names": lambda d: d.update(inputs=["band1", "band0"]),
+    "swapped outputs": lambda d: d.update(outputs=["amap", "score"]),
+}
+
+
+@pytest.mark.parametrize("edit", sorted(SIDECAR_EDITS))
+def test_a_sidecar_that_does_not_match_its_engine_is_refused_at_load(export, tmp_path, edit):
+    _, path = export
+    with pytest.raises(UserError, match="does not match its sidecar: the engine takes band0 Nx3x32x32, band1 Nx3x32x32") as info:
+        open_backend(edited_copy(path, tmp_path / "e", SIDECAR_EDITS[edit]), device="cpu")
+    assert "\n" not in str(info.value) and "re-export with `edgefreq export runs/tile" in str(info.value)
+
+
+def test_a_sidecar_without_a_preprocess_block_is_refused(export, tmp_path):
+    _, path = export
+    with pytest.raises(UserError, match="no preprocess block"):
+        open_backend(edited_copy(path, tmp_path / "e", lambda d: d.pop("preprocess")), device="cpu")
+
+
 @pytest.mark.skipif("CUDAExecutionProvider" in ort.get_available_providers(), reason="onnxruntime has a CUDA provider here")
 def test_onnxruntime_cuda_without_the_provider(export):
     with pytest.raises(UserError, match="onnxruntime has no CUDA provider here"):

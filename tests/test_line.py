@@ -213,6 +213,33 @@ def test_a_hand_edited_threshold_is_refused_and_an_override_is_recorded(engine: 
     assert proc.returncode == 2 and "finite" in proc.stderr
 
 
+def test_an_engine_that_fails_on_one_frame_costs_only_that_frame(engine: Path, tmp_path: Path) -> None:
+    backend = open_backend(engine)
+    real, calls = backend._infer, []
+
+    def flaky(bands):
+        calls.append(len(bands[0]))
+        if len(calls) == 3:
+            raise RuntimeError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : boom")
+        return real(bands)
+
+    backend._infer = flaky
+    sink = open_sink(str(tmp_path / "d.jsonl"))
+    opts = SourceOptions(max_frames=8)
+    summary = run_line(Capture(open_source("synthetic://?size=64x64", opts), opts), Inspector(backend), [sink], threading.Event())
+    decisions = records(tmp_path / "d.jsonl")
+    assert summary.frames == 8 == len(decisions) and summary.not_inspected == 1
+    assert decisions[2].verdict == "NOK" and np.isnan(decisions[2].score)
+    assert all(np.isfinite(d.score) for k, d in enumerate(decisions) if k != 2)
+
+
+def test_a_sidecar_from_another_engine_is_refused_in_one_line(engine: Path, tmp_path: Path) -> None:
+    edited = copy_engine(engine, tmp_path / "e", lambda d: d["preprocess"].update(size=[64, 64]))
+    proc = run_cli("--engine", str(edited), "--source", "synthetic://?size=64x64", "--max-frames", "3")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "does not match its sidecar" in proc.stderr
+
+
 def test_cli_errors(engine: Path, tmp_path: Path) -> None:
     proc = run_cli("--engine", str(tmp_path / "none.onnx"))
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1

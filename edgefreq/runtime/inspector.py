@@ -2,8 +2,9 @@
 
 One `Inspector` per engine. `inspect(frames)` handles a batch of frames of one size in one
 FD call and one engine call; every frame gets exactly one Decision. A frame that cannot be
-inspected (wrong size for the ROI, corrupt) gets a fail-safe NOK decision with no score, and the
-reason is kept in `Inspection.error`, so the line rejects a part it could not check.
+inspected (wrong size for the ROI, corrupt, an engine that raised on it) gets a fail-safe NOK
+decision with no score, and the reason is kept in `Inspection.error`, so the line rejects a part
+it could not check and goes on with the next one.
 """
 
 from __future__ import annotations
@@ -98,10 +99,10 @@ class Inspector:
                 torch.cuda.synchronize(self.device)
             t1 = time.perf_counter()
             scores, maps = self.backend.infer(bands)
-        except UserError as exc:
+        except Exception as exc:  # a frame the engine cannot take, or an engine failing on it: never the end of the line
             if len(frames) > 1:  # find the frame that is at fault, inspect the rest
                 return [i for f in frames for i in self._inspect_group([f], dropped)]
-            return [self._failed(frames[0], str(exc), dropped, wall0)]
+            return [self._failed(frames[0], self._reason(exc), dropped, wall0)]
         t2 = time.perf_counter()
         out = []
         for k, frame in enumerate(frames):
@@ -132,6 +133,13 @@ class Inspector:
             )
             out.append(Inspection(decision, frame, maps[k], self._view(frame.image)))
         return out
+
+    def _reason(self, exc: Exception) -> str:
+        """Why a frame was not inspected, in one line."""
+        if isinstance(exc, UserError):
+            return str(exc)
+        first = (str(exc).strip().splitlines() or [""])[0]
+        return f"the {self.backend.name} engine failed on it: {type(exc).__name__}: {first}"
 
     def _failed(self, frame: Frame, reason: str, dropped: int, wall0: float) -> Inspection:
         log.warning("frame %d from %s not inspected (NOK): %s", frame.frame_id, frame.source, reason)

@@ -26,6 +26,47 @@ from edgefreq.kernels import Preprocess
 Band = np.ndarray | torch.Tensor
 
 
+def check_engine_io(
+    where: str,
+    inputs: Sequence[tuple[str, Sequence[Any]]],
+    outputs: Sequence[tuple[str, Sequence[Any]]],
+    spec: Preprocess,
+    sidecar_inputs: Sequence[str],
+    sidecar_outputs: Sequence[str],
+    remake: str,
+) -> None:
+    """Refuse, in one line, an engine whose inputs / outputs are not what its sidecar says.
+
+    `inputs` and `outputs` are the engine's own (name, shape) lists, shapes with ints where fixed and
+    anything else (None, a name) where dynamic. Expected: the sidecar's band inputs, in order, each
+    N x channels x height x width; outputs `score` (N) and `amap` (N x height x width), and the
+    sidecar listing them in that order (the order the backends read them in).
+    """
+    def fixed(shape: Sequence[Any]) -> tuple:
+        return tuple(d if isinstance(d, int) and d > 0 else "N" for d in shape)
+
+    band = ("N", spec.channels, *spec.size)
+    want_in = [(name, band) for name in sidecar_inputs]
+    got_in = [(name, fixed(shape)) for name, shape in inputs]
+    ok_in = [n for n, _ in got_in] == [n for n, _ in want_in] and all(
+        len(g) == 4 and all(a == b for a, b in zip(g[1:], w[1:])) for (_, g), (_, w) in zip(got_in, want_in)
+    )
+    got_out = {name: fixed(shape) for name, shape in outputs}
+    want_out = {"score": ("N",), "amap": ("N", *spec.size)}
+    ok_out = tuple(sidecar_outputs) == tuple(want_out) and set(got_out) == set(want_out) and all(
+        len(got_out[n]) == len(w) and all(a == b for a, b in zip(got_out[n][1:], w[1:])) for n, w in want_out.items()
+    )
+    if not (ok_in and ok_out):
+        def show(pairs) -> str:
+            return ", ".join(f"{n} {'x'.join(map(str, s))}" for n, s in pairs)
+
+        raise UserError(
+            f"{where} does not match its sidecar: the engine takes {show(got_in)} and returns {show(got_out.items())}, "
+            f"the sidecar says {show(want_in)} -> {', '.join(sidecar_outputs)} ({spec.levels} FD levels, "
+            f"{spec.channels} channel(s), {spec.size[0]}x{spec.size[1]}): keep each engine with its own .yaml, or {remake}"
+        )
+
+
 def as_numpy(band: Band) -> np.ndarray:
     """A band as a contiguous float32 numpy array (copied from the GPU when it lives there)."""
     if isinstance(band, torch.Tensor):

@@ -9,7 +9,7 @@ import numpy as np
 from edgefreq.errors import UserError
 from edgefreq.export.sidecar import Sidecar
 
-from .base import Backend, Band, as_numpy
+from .base import Backend, Band, as_numpy, check_engine_io
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -34,6 +34,12 @@ class OnnxRuntimeBackend(Backend):
             self._session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own error types for a graph it cannot load
             raise UserError(f"onnxruntime cannot load {path}: {str(exc).splitlines()[0]}: {sidecar.remake}") from None
+        check_engine_io(
+            str(path),
+            [(i.name, i.shape) for i in self._session.get_inputs()],
+            [(o.name, o.shape) for o in self._session.get_outputs()],
+            sidecar.preprocess, sidecar.inputs, sidecar.outputs, sidecar.remake,
+        )
         on_cuda = self._session.get_providers()[0] == "CUDAExecutionProvider"
         super().__init__(
             sidecar.preprocess,
@@ -44,7 +50,7 @@ class OnnxRuntimeBackend(Backend):
             sidecar.batch.max,
         )
         self._inputs = list(sidecar.inputs)
-        self._outputs = list(sidecar.outputs)
+        self._outputs = ["score", "amap"]  # by name: check_engine_io made sure both exist
 
     def _infer(self, bands: list[Band]) -> tuple[np.ndarray, np.ndarray]:
         score, amap = self._session.run(self._outputs, {name: as_numpy(b) for name, b in zip(self._inputs, bands)})
