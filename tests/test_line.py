@@ -96,6 +96,25 @@ def test_a_frame_it_cannot_inspect_is_a_failsafe_nok(engine: Path, tmp_path: Pat
     assert "does not fit" in proc.stderr
 
 
+def test_an_unreadable_file_of_a_folder_is_a_counted_failsafe_nok_named_after_it(engine: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    line = SyntheticLine((64, 64))
+    for name in ("a.png", "c.png"):
+        cv2.imwrite(str(folder / name), line.frame(0)[0])
+    (folder / "b.png").write_bytes(b"half a png")
+    out, summary = tmp_path / "d.jsonl", tmp_path / "s.json"
+    proc = run_cli("--engine", str(engine), "--source", str(folder), "--sink", str(out), "--summary", str(summary),
+                   "--sink", f"nokdir://{tmp_path / 'nok'}", "--batch", "4")
+    assert proc.returncode == 0, proc.stderr
+    d = records(out)
+    assert [x.source for x in d] == [f"{folder}/{n}" for n in ("a.png", "b.png", "c.png")]
+    assert d[1].verdict == "NOK" and np.isnan(d[1].score) and np.isfinite(d[0].score) and np.isfinite(d[2].score)
+    s = json.loads(summary.read_text())
+    assert s["frames"] == 3 and s["not_inspected"] == 1 and s["sinks"][f"nokdir://{tmp_path / 'nok'}"]["failed"] == 0
+    assert "b.png: not a readable image" in proc.stderr
+
+
 class Breaks(Source):
     """A finite source whose file breaks after `good` frames."""
 

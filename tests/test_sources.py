@@ -123,9 +123,27 @@ def test_folder_errors(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="no images"):
         open_source(str(tmp_path))
     (tmp_path / "a.png").write_bytes(b"junk")
-    source = open_source(f"file://{tmp_path}")
+    once = open_source(f"file://{tmp_path}").read_sample()
+    assert once.image is None and once.name == "a.png" and "not a readable image" in once.error
+    source = open_source(f"file://{tmp_path}", SourceOptions(loop=0))  # forever over nothing readable: stop
     with pytest.raises(UserError, match="none of the 1 images"):
         source.read()
+
+
+def test_every_file_of_a_folder_is_one_sample_named_after_it(tmp_path: Path) -> None:
+    for name in ("a.png", "b.png", "c.png"):
+        cv2.imwrite(str(tmp_path / name), np.full((8, 8), 9, np.uint8))
+    (tmp_path / "bb.png").write_bytes(b"corrupt")
+    source = open_source(str(tmp_path))
+    first = source.read_sample()
+    (tmp_path / "b.png").unlink()  # deleted after the folder was listed
+    cv2.imwrite(str(tmp_path / "d.png"), np.full((8, 8), 9, np.uint8))  # arrives during the pass
+    samples = [first]
+    while (sample := source.read_sample()) is not None:
+        samples.append(sample)
+    assert [s.name for s in samples] == ["a.png", "b.png", "bb.png", "c.png", "d.png"]
+    assert [s.image is None for s in samples] == [False, True, True, False, False]
+    assert "deleted" in samples[1].error and "not a readable image" in samples[2].error
 
 
 @pytest.mark.parametrize(
@@ -218,7 +236,8 @@ def test_synthetic_uri_and_truth() -> None:
     assert not source.is_live
     line = SyntheticLine((64, 96), seed=7, defect_rate=0.5)
     for i in range(6):
-        image, truth = source.read_labelled()
+        sample = source.read_sample()
+        image, truth = sample.image, sample.truth
         expected, expected_truth = line.frame(i)
         assert image.shape == (64, 96, 3) and image.dtype == np.uint8
         assert np.array_equal(image, expected) and truth == expected_truth

@@ -210,10 +210,10 @@ def _read_batch(source: Source, batch: int, next_id: int, timeout: float = 5.0) 
     frames: list[Frame] = []
     deadline = time.monotonic() + timeout
     while len(frames) < batch:
-        item = source.read_labelled()
-        image = None if item is None else usable(item[0])
+        item = source.read_sample()
+        image = None if item is None else usable(item.image)
         if image is not None:
-            frames.append(Frame(next_id + len(frames), time.time(), image, source.uri, item[1]))
+            frames.append(Frame(next_id + len(frames), time.time(), image, source.uri, item.truth))
         elif not source.is_live:
             what = "ran out of frames" if item is None else "gave a corrupt frame"
             raise UserError(f"{source.uri} {what}; benchmark a source whose frames all decode (files loop)")

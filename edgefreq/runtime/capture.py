@@ -14,7 +14,11 @@
 - A live source that raises, or gives no good frame for `options.timeout` seconds, is reopened
   with exponential backoff (`reconnect_initial` doubling up to `reconnect_max`, reset by the next
   good frame); every attempt and every reconnect is logged on the "edgefreq" logger.
-- A corrupt frame (None from a live source, empty, not uint8, not gray/BGR) is counted and skipped.
+- A corrupt frame from a live source (None, empty, not uint8, not gray/BGR) is counted and skipped:
+  a camera's bad read is not a part. An item of a finite source that cannot be read (a corrupt or
+  deleted file of a folder) is a part: it is captured as a frame with `error` set and no image, and
+  gets a fail-safe NOK decision like any frame that cannot be inspected.
+- A frame's source is the source URI, plus the file name when the source names its items.
 - A finite source ends the stream when it is done (after its `loop` passes); an error it raises
   ends the stream too and is raised by `get` once the frames before it are delivered.
 - `options.rate` paces finite and synthetic sources; `options.max_frames` ends any source.
@@ -34,14 +38,15 @@ import cv2
 import numpy as np
 
 from edgefreq.runtime.frame import Frame
-from edgefreq.runtime.sources import Source, SourceOptions
+from edgefreq.runtime.sources import Sample, Source, SourceOptions
 
 log = logging.getLogger("edgefreq")
 
 
 @dataclass(frozen=True)
 class CaptureStats:
-    """Counters of one capture; captured == delivered + dropped + buffered."""
+    """Counters of one capture; captured == delivered + dropped + buffered. `lost`: frames the
+    source itself lost before capture (Source.lost(): a GenICam camera's incomplete buffers)."""
 
     captured: int = 0
     delivered: int = 0
@@ -51,6 +56,7 @@ class CaptureStats:
     errors: int = 0
     stalls: int = 0
     reconnects: int = 0
+    lost: int = 0
 
 
 def usable(image: object) -> np.ndarray | None:
@@ -129,7 +135,7 @@ class Capture:
 
     def stats(self) -> CaptureStats:
         with self._cond:
-            return CaptureStats(buffered=len(self._ring), **self._counts)
+            return CaptureStats(buffered=len(self._ring), lost=self.source.lost(), **self._counts)
 
     def stop(self, timeout: float = 2.0) -> None:
         """Stop reading and wait up to `timeout` s for the thread; buffered frames stay readable.
@@ -155,11 +161,13 @@ class Capture:
         with self._cond:
             self._counts[name] += 1
 
-    def _push(self, image: np.ndarray, truth: int | None, wait_for_room: bool) -> None:
+    def _push(self, image: np.ndarray | None, sample: Sample, wait_for_room: bool, error: str | None = None) -> None:
+        uri = self.source.uri
+        where = f"{uri.rstrip('/')}/{sample.name}" if sample.name else uri
         with self._cond:
             while wait_for_room and len(self._ring) == self.capacity and not self._stop.is_set():
                 self._cond.wait(0.1)
-            frame = Frame(self._counts["captured"], time.time(), image, self.source.uri, truth)
+            frame = Frame(self._counts["captured"], time.time(), image, where, sample.truth, error)
             self._counts["captured"] += 1
             if len(self._ring) == self.capacity:
                 self._ring.popleft()
@@ -196,7 +204,7 @@ class Capture:
                     return
                 due = max(due + period, time.monotonic() - period)
             try:
-                item = source.read_labelled()
+                item = source.read_sample()
             except Exception as exc:
                 if not live:
                     raise
@@ -206,9 +214,16 @@ class Capture:
                 continue
             if item is None and not live:
                 return
-            image = None if item is None else usable(item[0])
+            if item is None and source.waiting():  # a triggered camera between parts
+                last_good = time.monotonic()
+                continue
+            image = None if item is None else usable(item.image)
+            if image is None and item is not None and not live:  # a part that cannot be read: decided, not skipped
+                error = item.error or f"not an 8-bit gray or BGR image ({_describe(item)})"
+                self._push(None, item, wait_for_room=not period, error=error)
+                continue
             if image is not None:
-                self._push(image, item[1], wait_for_room=not live and not period)
+                self._push(image, item, wait_for_room=not live and not period)
                 last_good = time.monotonic()
                 self._backoff = opts.reconnect_initial
                 corrupt_streak = 0
@@ -246,10 +261,10 @@ class Capture:
             return
 
 
-def _describe(item: tuple[object, int | None] | None) -> str:
+def _describe(item: Sample | None) -> str:
     if item is None:
         return "no frame"
-    image = item[0]
+    image = item.image
     if isinstance(image, np.ndarray):
         return f"array {image.shape} {image.dtype}"
     return type(image).__name__

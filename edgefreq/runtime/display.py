@@ -25,7 +25,7 @@ def check_display() -> None:
 
 def compose(inspection: Inspection, vmax: float) -> np.ndarray:
     """The frame with the anomaly map blended over it and the verdict written on it."""
-    image = inspection.view
+    image = inspection.view if inspection.view is not None else np.zeros((240, 320, 3), np.uint8)
     if image.ndim == 2:
         image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     d = inspection.decision

@@ -45,7 +45,7 @@ class Inspection:
     decision: Decision
     frame: Frame
     amap: np.ndarray | None
-    view: np.ndarray  # the part of the frame the model saw (the ROI), which the map covers
+    view: np.ndarray | None  # the part of the frame the model saw (the ROI), which the map covers; None: no image
     error: str | None = None
 
 
@@ -83,8 +83,12 @@ class Inspector:
         out: list[Inspection] = []
         start = 0
         while start < len(frames):
+            if frames[start].error is not None:  # a part whose image could not be read
+                out.append(self._failed(frames[start], frames[start].error, dropped, time.time()))
+                start += 1
+                continue
             end = start + 1
-            while end < len(frames) and frames[end].image.shape == frames[start].image.shape:
+            while end < len(frames) and frames[end].error is None and frames[end].image.shape == frames[start].image.shape:
                 end += 1
             out.extend(self._inspect_group(frames[start:end], dropped))
             start = end
@@ -150,7 +154,7 @@ class Inspector:
             score=math.nan, score_norm=math.nan, threshold=self.threshold, verdict="NOK", latency_ms=latency,
             dropped=dropped, engine=self.engine, truth=frame.truth, threshold_source=self.threshold_source,
         )
-        return Inspection(decision, frame, None, frame.image, reason)
+        return Inspection(decision, frame, None, frame.image, reason)  # image None when it could not be read
 
     def _view(self, image: np.ndarray) -> np.ndarray:
         if self.spec.roi is None:

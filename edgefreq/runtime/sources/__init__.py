@@ -1,12 +1,13 @@
 """Frame sources: one URI grammar for every input (see `uri`), one `Source` interface."""
 
-from .base import Source
+from .base import Sample, Source
 from .options import SourceOptions
 from .synthetic import DEFECT_KINDS, SyntheticLine, SyntheticSource, good_frames, labelled_frames
 from .uri import open_source
 
 __all__ = [
     "DEFECT_KINDS",
+    "Sample",
     "Source",
     "SourceOptions",
     "SyntheticLine",

@@ -3,8 +3,25 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 
 import numpy as np
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One item of a source as Capture takes it.
+
+    image: uint8 H x W gray or H x W x 3 BGR; None when this item could not be read, and then
+        `error` says why: it still gets a (fail-safe NOK) decision, because it is a part.
+    truth: the ground truth label when the source knows it (synthetic line: 0 good, 1 defect).
+    name: where in the source it came from (a folder's file name), added to the record's source.
+    """
+
+    image: np.ndarray | None
+    truth: int | None = None
+    name: str | None = None
+    error: str | None = None
 
 
 class Source(ABC):
@@ -13,8 +30,8 @@ class Source(ABC):
     read() -> image or None. For a finite source (file, folder, image) None means the end; for a
     live source (camera, stream) it means no usable frame this time (the driver timed out or
     failed): Capture counts it and reopens the source when frames stop for `timeout` seconds.
-    read_labelled() -> (image, truth) or None is what Capture calls: truth is the ground truth
-    label when the source knows it (the synthetic line: 0 good, 1 defect), else None.
+    read_sample() -> Sample or None is what Capture calls: the image with its ground truth, its
+    name inside the source, or the reason it could not be read (see Sample); None as for read().
     reopen() closes and opens the source again: a live source reconnects, a finite one restarts.
     """
 
@@ -24,9 +41,19 @@ class Source(ABC):
     @abstractmethod
     def read(self) -> np.ndarray | None: ...
 
-    def read_labelled(self) -> tuple[np.ndarray, int | None] | None:
+    def read_sample(self) -> Sample | None:
         image = self.read()
-        return None if image is None else (image, None)
+        return None if image is None else Sample(image)
+
+    def lost(self) -> int:
+        """Frames the device or its link lost before read() could give them (a GenICam camera's
+        incomplete buffers and frame-id gaps); never captured, so counted here. 0 by default."""
+        return 0
+
+    def waiting(self) -> bool:
+        """True when the last read() gave None because a healthy triggered camera is waiting for
+        its trigger: Capture then counts nothing and does not take the wait for a stall."""
+        return False
 
     @abstractmethod
     def close(self) -> None: ...

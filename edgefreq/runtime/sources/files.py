@@ -12,7 +12,7 @@ import numpy as np
 
 from edgefreq.errors import UserError
 
-from .base import Source
+from .base import Sample, Source
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -126,41 +126,76 @@ def _natural_key(path: Path) -> list[int | str]:
 
 
 class ImageFolderSource(_Finite):
-    """The images of a folder in natural name order; an unreadable one is skipped with a warning."""
+    """The images of a folder in natural name order, each file one part.
+
+    Every file listed gets a sample named after it: an unreadable one (corrupt, deleted since it was
+    listed, not 8-bit) is a sample with the reason instead of an image, so it gets a fail-safe NOK
+    decision and is counted, never skipped in silence. Files that appear while a pass runs are
+    taken before the pass ends (the folder is listed again when the pass runs out). A pass that
+    could read none of its files stops the source when another pass would follow.
+    """
 
     def __init__(self, uri: str, folder: Path, loop: int) -> None:
         super().__init__(uri, loop)
         self._folder = folder
         self._files: list[Path] = []
+        self._seen: set[str] = set()
         self._next = 0
         self._read_this_pass = 0
         self._open()
 
+    def _list(self) -> list[Path]:
+        try:
+            files = [p for p in self._folder.iterdir() if p.suffix.lower() in IMAGE_EXTS and p.is_file()]
+        except OSError as exc:
+            raise UserError(f"{self.uri}: cannot list {self._folder} ({exc.strerror})") from None
+        return sorted(files, key=_natural_key)
+
     def _open(self) -> None:
-        files = [p for p in self._folder.iterdir() if p.suffix.lower() in IMAGE_EXTS and p.is_file()]
+        files = self._list()
         if not files:
             raise UserError(f"{self.uri}: no images ({' '.join(IMAGE_EXTS)}) in folder {self._folder}")
-        self._files = sorted(files, key=_natural_key)
-        self._next = 0
-        self._read_this_pass = 0
+        self._start_pass(files)
+
+    def _start_pass(self, files: list[Path]) -> None:
+        self._files, self._seen = files, {p.name for p in files}
+        self._next = self._read_this_pass = 0
+
+    def read_sample(self) -> Sample | None:
+        if not self._files:
+            return None
+        if self._next == len(self._files):
+            new = [p for p in self._list() if p.name not in self._seen]  # arrived during this pass
+            if new:
+                self._files.extend(new)
+                self._seen.update(p.name for p in new)
+            elif not self._end_pass():
+                return None
+        path = self._files[self._next]
+        self._next += 1
+        image = read_image(path)
+        if image is None:
+            why = "deleted before it could be read" if not path.exists() else "not a readable image (corrupt or unsupported)"
+            log.warning("%s: %s: %s; decided NOK without inspection", self.uri, path.name, why)
+            return Sample(None, name=path.name, error=f"{path.name}: {why}")
+        self._read_this_pass += 1
+        return Sample(image, name=path.name)
+
+    def _end_pass(self) -> bool:
+        """Finish a pass; True when another one starts."""
+        if not self._more_passes():
+            self._files = []
+            return False
+        if self._read_this_pass == 0:
+            raise UserError(f"{self.uri}: none of the {len(self._files)} images in {self._folder} could be read")
+        self._start_pass(self._list() or self._files)
+        return True
 
     def read(self) -> np.ndarray | None:
-        while self._files:
-            if self._next == len(self._files):
-                if self._read_this_pass == 0:
-                    raise UserError(f"{self.uri}: none of the {len(self._files)} images in {self._folder} could be read")
-                self._next = self._read_this_pass = 0
-                if not self._more_passes():
-                    self._files = []
-                    return None
-            path = self._files[self._next]
-            self._next += 1
-            image = read_image(path)
-            if image is None:
-                log.warning("%s: skipping %s: not a readable image", self.uri, path)
-                continue
-            self._read_this_pass += 1
-            return image
+        """The next readable image (unreadable files are skipped here; read_sample reports them)."""
+        while (sample := self.read_sample()) is not None:
+            if sample.image is not None:
+                return sample.image
         return None
 
     def close(self) -> None:

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from edgefreq.errors import UserError
 
-from .base import Source
+from .base import Sample, Source
 
 DEFECT_KINDS = ("scratch", "dent", "missing_notch", "contamination")
 
@@ -260,7 +260,7 @@ def labelled_frames(
 class SyntheticSource(Source):
     """`synthetic://` as a source: frames 0, 1, 2, ... of a SyntheticLine, never ending.
 
-    read_labelled() gives (image, truth) with truth 0 good / 1 defect; read() the image alone.
+    read_sample() gives the image with its truth, 0 good / 1 defect; read() the image alone.
     """
 
     is_live = False
@@ -270,13 +270,13 @@ class SyntheticSource(Source):
         self.line = line
         self._index = 0
 
-    def read_labelled(self) -> tuple[np.ndarray, int]:
+    def read_sample(self) -> Sample:
         image, truth = self.line.frame(self._index)
         self._index += 1
-        return image, truth
+        return Sample(image, truth)
 
     def read(self) -> np.ndarray:
-        return self.read_labelled()[0]
+        return self.read_sample().image
 
     def close(self) -> None:
         """Nothing to release."""
