@@ -259,6 +259,37 @@ def test_a_sidecar_from_another_engine_is_refused_in_one_line(engine: Path, tmp_
     assert "does not match its sidecar" in proc.stderr
 
 
+def test_exit_status_says_when_a_sink_came_up_short_or_nothing_was_inspected(engine: Path, tmp_path: Path) -> None:
+    from tests.conftest import free_port
+
+    args = ("--engine", str(engine), "--source", "synthetic://?size=64x64", "--max-frames", "10", "--rate", "0")
+    proc = run_cli(*args, "--sink", f"http://127.0.0.1:{free_port()}/hook", "--sink", str(tmp_path / "d.jsonl"))
+    assert proc.returncode == 3 and "not every decision was delivered" in proc.stderr, proc.stderr
+    assert len(records(tmp_path / "d.jsonl")) == 10  # the other sink delivered everything
+    closed = subprocess.Popen([sys.executable, "-m", "edgefreq", "run", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    closed.stdout.close()  # nobody reads stdout: every write fails
+    _, err = closed.communicate(timeout=120)
+    assert closed.returncode == 3, err
+    folder = tmp_path / "small"
+    folder.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(folder / f"{i}.png"), SyntheticLine((64, 64)).frame(i)[0])
+    proc = run_cli("--engine", str(engine), "--source", str(folder), "--roi", "0", "0", "200", "200", "--sink", str(tmp_path / "n.jsonl"))
+    assert proc.returncode == 4 and "no frame could be inspected" in proc.stderr, proc.stderr
+    assert len(records(tmp_path / "n.jsonl")) == 3  # each still decided: NOK
+    proc = run_cli(*args, "--sink", str(tmp_path / "ok.jsonl"))
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_a_summary_that_cannot_be_written_is_refused_before_the_line_starts(engine: Path, tmp_path: Path) -> None:
+    out = tmp_path / "d.jsonl"
+    for where in (tmp_path / "missing" / "s.json", tmp_path):
+        proc = run_cli("--engine", str(engine), "--source", "synthetic://?size=64x64", "--max-frames", "5", "--sink", str(out),
+                       "--summary", str(where))
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "--summary" in proc.stderr, proc.stderr
+        assert not out.exists()
+
+
 def test_cli_errors(engine: Path, tmp_path: Path) -> None:
     proc = run_cli("--engine", str(tmp_path / "none.onnx"))
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1

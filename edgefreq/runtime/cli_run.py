@@ -3,6 +3,13 @@
 With no --engine it runs the embedded default model, and with no --camera/--source the synthetic
 demo line (300 frames at 30 fps), so `edgefreq run` works on a fresh machine with no GPU and no
 camera.
+
+Exit status (docs/decision-record.md): 0 every frame decided and every decision delivered by every
+sink; 1 the source failed midway; 2 a user error (one line on stderr: before the line starts, or
+the --summary file that could not be written at the end);
+3 a sink delivered fewer decisions than it was given (dropped, failed or still unsent at the end);
+4 no frame could be inspected (none came, or every one was a fail-safe NOK without a score).
+The first that applies, in the order 1, 4, 3.
 """
 
 from __future__ import annotations
@@ -10,7 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 from edgefreq.errors import UserError
@@ -24,9 +33,15 @@ from edgefreq.runtime.sources import SourceOptions, open_source
 EMBEDDED = Path(__file__).resolve().parents[1] / "embedded" / "default.onnx"
 DEMO_SOURCE = "synthetic://"
 DEMO_OPTIONS = {"rate": 30.0, "max_frames": 300}
+EXIT_SOURCE_FAILED, EXIT_SINK_SHORT, EXIT_NOTHING_INSPECTED = 1, 3, 4
+EXIT_STATUS = (
+    "exit status: 0 all decided and delivered; 1 the source failed; 2 a user error (one line); "
+    "3 a sink delivered fewer decisions than it was given; 4 no frame could be inspected"
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.epilog = EXIT_STATUS
     p.add_argument("--engine", type=Path, help="engine file (.onnx, .plan, .pt2) or run folder; default: the embedded model")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--camera", type=int, metavar="N", help="camera index (V4L2 through OpenCV)")
@@ -68,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.batch < 1 or args.capacity < 1:
         raise UserError("--batch and --capacity must be at least 1")
+    if args.summary is not None:
+        check_writable(args.summary)
     backend = open_backend(engine, threads=args.threads)
     inspector = Inspector(backend, args.fd, tuple(args.roi) if args.roi else None, args.threshold)
     display = None
@@ -104,5 +121,44 @@ def run(args: argparse.Namespace) -> int:
         display.close()
     print(summary.text(), file=sys.stderr)
     if args.summary:
-        args.summary.write_text(json.dumps(summary.to_dict(), indent=2))
-    return 1 if summary.source_error else 0
+        write_summary(args.summary, summary.to_dict())
+    return exit_status(summary, stopped=stop.is_set())
+
+
+def exit_status(summary, stopped: bool) -> int:
+    """The documented exit status of a finished run (module docstring), with the reason logged."""
+    log = logging.getLogger("edgefreq")
+    if summary.source_error:
+        return EXIT_SOURCE_FAILED
+    if summary.frames == summary.not_inspected and (summary.frames or not stopped):
+        log.error("no frame could be inspected (%d frames, every one a fail-safe NOK)", summary.frames)
+        return EXIT_NOTHING_INSPECTED
+    short = {name: s for name, s in summary.sinks.items() if s.get("dropped", 0) + s.get("failed", 0) + s.get("unsent", 0)}
+    if short:
+        log.error("not every decision was delivered: %s", "; ".join(
+            f"{name} dropped {s.get('dropped', 0)}, failed {s.get('failed', 0)}, unsent {s.get('unsent', 0)}" for name, s in short.items()
+        ))
+        return EXIT_SINK_SHORT
+    return 0
+
+
+def check_writable(path: Path) -> None:
+    """Refuse, before the line starts, a --summary path that could not be written at the end."""
+    if path.is_dir():
+        raise UserError(f"--summary {path} is a folder; give a file name")
+    try:
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"):
+            pass
+    except OSError as exc:
+        raise UserError(f"--summary {path}: cannot write into {path.parent} ({exc.strerror}); create the folder or choose another path") from None
+
+
+def write_summary(path: Path, data: dict) -> None:
+    """The summary as JSON, through a temporary file; a failure is one line (the summary is on stderr already)."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        temporary.write_text(json.dumps(data, indent=2) + "\n")
+        os.replace(temporary, path)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise UserError(f"--summary {path}: could not write it ({exc.strerror}); the summary above is complete") from None
