@@ -8,7 +8,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from conftest import free_port
+from conftest import free_port, wait_until
 
 from edgefreq.runtime.sinks import SinkOptions, open_sink
 
@@ -95,3 +95,17 @@ def test_dead_port_never_blocks_and_counts_failures(make_decision):
     assert time.perf_counter() - start < 0.1
     report = sink.close(timeout=10)
     assert report["failed"] == 3 and report["retries"] == 3 * QUICK.retries and report["sent"] == 0
+
+
+def test_a_query_string_secret_is_never_logged(make_decision, caplog):
+    import logging
+
+    url = f"http://127.0.0.1:{free_port()}/hook?key=S3CRET-TOKEN&line=3"
+    with caplog.at_level(logging.INFO):
+        sink = open_sink(url, QUICK)
+        sink.submit(make_decision(0))
+        assert wait_until(lambda: sink.stats()["failed"] == 1)
+        report = sink.close(2.0)
+    assert report["failed"] == 1
+    messages = " ".join(r.getMessage() for r in caplog.records)
+    assert "delivery failing" in messages and "S3CRET" not in messages and "S3CRET" not in sink.name

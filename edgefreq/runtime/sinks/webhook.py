@@ -12,7 +12,7 @@ secrets in the URL's user:password part). For a private CA, requests reads REQUE
 from __future__ import annotations
 
 import os
-from urllib.parse import SplitResult
+from urllib.parse import SplitResult, urlsplit
 
 import requests
 
@@ -29,6 +29,7 @@ class WebhookSink(Sink):
     def __init__(self, url: str, options: SinkOptions | None = None, name: str | None = None) -> None:
         super().__init__(name or url, options)
         self.url = url
+        self._query = urlsplit(url).query  # may carry a secret (?key=...): never in a message
         self._session = requests.Session()
         self._session.headers.update({"Content-Type": "application/json", "User-Agent": f"edgefreq/{__version__}"})
         token = os.environ.get("EDGEFREQ_WEBHOOK_TOKEN")
@@ -50,8 +51,9 @@ class WebhookSink(Sink):
             reply = self._session.post(
                 self.url, data=item.decision.to_json().encode(), timeout=self.options.timeout_s, allow_redirects=False
             )
-        except requests.RequestException as exc:
-            raise ConnectionError(f"{type(exc).__name__}: {exc}") from None
+        except requests.RequestException as exc:  # its text quotes the URL, query string and all
+            text = str(exc).replace(self._query, "…") if self._query else str(exc)
+            raise ConnectionError(f"{type(exc).__name__}: {text}") from None
         status = reply.status_code
         reply.close()
         if 200 <= status < 300:
