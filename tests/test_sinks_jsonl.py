@@ -58,3 +58,29 @@ def test_unwritable_path_is_a_user_error(tmp_path):
     blocker.write_text("")
     with pytest.raises(UserError, match="cannot append"):
         open_sink(f"file://{blocker}/sub/out.jsonl")
+
+
+def test_a_disk_that_fills_then_frees_leaves_each_record_once_and_whole(tmp_path, make_decision, monkeypatch):
+    import errno
+    import os
+
+    from edgefreq.runtime.sinks import SinkOptions
+
+    real_write, full = os.write, {"writes": 0}
+
+    def write(fd, data):  # the disk is full for a while: half a line gets written, then ENOSPC
+        if full["writes"] < 4 and len(data) > 8:
+            full["writes"] += 1
+            real_write(fd, bytes(data[: len(data) // 2]))
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    path = tmp_path / "d.jsonl"
+    sink = open_sink(str(path), SinkOptions(retries=10, backoff_s=0.01, backoff_max_s=0.02))
+    monkeypatch.setattr(os, "write", write)
+    for i in range(30):
+        sink.submit(make_decision(i))
+    report = sink.close(timeout=10)
+    monkeypatch.undo()
+    assert full["writes"] == 4 and report["sent"] == 30 and report["retries"] == 4
+    assert [r.frame_id for r in read_records(path)] == list(range(30))

@@ -2,11 +2,15 @@
 
 One decision per line, flushed after each line. A file is only ever appended to: an existing
 file keeps its content, and if its last line was cut short (power loss mid-write) a newline is
-added first, so every line written from now on parses on its own.
+added first, so every line written from now on parses on its own. A line is written with plain
+os.write calls (no buffer that could hold half a line for the next attempt); when a write fails
+part-way (a full disk), the file is cut back to where the line began before the error goes to the
+retry, so a retried decision is written once, whole.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -44,10 +48,9 @@ class JsonlFileSink(Sink):
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             needs_newline = path.exists() and path.stat().st_size > 0 and _last_byte(path) != b"\n"
-            self._file = path.open("a", encoding="utf-8", newline="\n")
+            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             if needs_newline:
-                self._file.write("\n")
-                self._file.flush()
+                self._append(b"\n")
         except OSError as exc:
             raise bad(where, f"cannot append to {path} ({exc.strerror}); check the folder exists and is writable") from None
 
@@ -61,11 +64,21 @@ class JsonlFileSink(Sink):
         return cls(Path(unquote(parts.path)), options, uri)
 
     def _deliver(self, item: Item) -> None:
-        self._file.write(item.decision.to_json() + "\n")
-        self._file.flush()
+        self._append((item.decision.to_json() + "\n").encode())
+
+    def _append(self, data: bytes) -> None:
+        """All of `data` at the end of the file, or the file as it was and the error raised."""
+        start = os.fstat(self._fd).st_size
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self._fd, view) :]
+        except OSError:
+            os.ftruncate(self._fd, start)  # no half line left for the retry to follow
+            raise
 
     def _release(self) -> None:
-        self._file.close()
+        os.close(self._fd)
 
 
 def _last_byte(path: Path) -> bytes:
