@@ -45,7 +45,7 @@ def test_delivers_in_order_and_counts(make_decision):
         sink.submit(make_decision(i))
     report = sink.close(timeout=5)
     assert sink.got == [0, 1, 2, 3, 4]
-    assert report == {"sent": 5, "dropped": 0, "failed": 0, "retries": 0, "queued": 0, "unsent": 0}
+    assert report == {"sent": 5, "dropped": 0, "failed": 0, "retries": 0, "images_dropped": 0, "queued": 0, "unsent": 0}
 
 
 def test_full_queue_drops_the_oldest(make_decision):
@@ -170,3 +170,32 @@ def test_stdout_writes_json_lines(make_decision, capsys):
         assert sink.close(timeout=5)["sent"] == 1
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2 and all('"frame_id":3' in line and '"verdict":"NOK"' in line for line in lines)
+
+
+class Keeper(Recorder):
+    """Keeps the images it is given, like nokdir."""
+
+    def _accept(self, decision, frame, amap):
+        from edgefreq.runtime.sinks import Item
+
+        return Item(decision, None if frame is None else frame.copy(), amap)
+
+    def _deliver(self, item):
+        super()._deliver(item)
+        self.images = getattr(self, "images", []) + [item.frame is not None]
+
+
+def test_the_queue_is_capped_in_bytes_of_images_and_keeps_every_decision(make_decision):
+    import numpy as np
+
+    gate = threading.Event()
+    sink = Keeper(SinkOptions(queue=64, queue_mb=50.0), gate=gate).start()
+    frame = np.zeros((2160, 3840, 3), np.uint8)  # a 4K frame: 24.9 MB
+    for i in range(20):
+        sink.submit(make_decision(i, "NOK"), frame)
+        with sink._cond:
+            assert sink._queued_bytes <= 50e6 + frame.nbytes  # never more than the cap (+ the one in flight's copy)
+    gate.set()
+    report = sink.close(timeout=10)
+    assert report["sent"] == 20 and report["dropped"] == 0 and report["images_dropped"] >= 17
+    assert sink.got == list(range(20)) and sink.images[-1]  # every decision; the newest kept its image

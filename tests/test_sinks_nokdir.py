@@ -78,3 +78,67 @@ def test_unwritable_folder_is_a_user_error(tmp_path):
     blocker.write_text("")
     with pytest.raises(UserError, match="cannot write into"):
         open_sink(f"nokdir://{blocker}/nok")
+
+
+class FullDisk:
+    """Path.write_bytes on a disk that is full while `full` is true: half the bytes land, then ENOSPC."""
+
+    def __init__(self, monkeypatch, folder) -> None:
+        import errno
+        from pathlib import Path
+
+        self.full, real = True, Path.write_bytes
+
+        def write_bytes(path, data):
+            if self.full and path.parent == folder and data:
+                real(path, data[: len(data) // 2])
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real(path, data)
+
+        monkeypatch.setattr(Path, "write_bytes", write_bytes)
+
+
+def test_a_full_disk_leaves_no_temporary_files_and_the_next_run_delivers(tmp_path, make_decision, monkeypatch):
+    from edgefreq.runtime.sinks import SinkOptions
+
+    folder = tmp_path / "nok"
+    folder.mkdir()
+    (folder / ".20250131T142501.123Z_00000007.png.tmp").write_bytes(b"x" * 1000)  # left by a crash: removed at start
+    quick = SinkOptions(retries=1, backoff_s=0.01, backoff_max_s=0.01)
+    disk = FullDisk(monkeypatch, folder)
+    frame, amap = frame_and_map()
+    sink = open_sink(f"nokdir://{folder}", quick)
+    for i in range(5):
+        sink.submit(make_decision(i, "NOK"), frame, amap)
+    report = sink.close(timeout=5)
+    assert report["failed"] == 5 and not list(folder.glob(".*.tmp")) and not list(folder.iterdir())
+    disk.full = False  # space freed: the next run writes all of its records
+    sink = open_sink(f"nokdir://{folder}", quick)
+    for i in range(10, 15):
+        sink.submit(make_decision(i, "NOK"), frame, amap)
+    assert sink.close(timeout=5)["sent"] == 5 and len(list(folder.glob("*.json"))) == 5
+
+
+def test_on_a_full_disk_the_oldest_records_make_room_for_the_newest(tmp_path, make_decision, monkeypatch):
+    folder = tmp_path / "nok"
+    frame, amap = frame_and_map()
+    sink = open_sink(f"nokdir://{folder}")
+    for i in range(3):
+        sink.submit(make_decision(i, "NOK"), frame, amap)
+    assert sink.close(timeout=5)["sent"] == 3
+    disk = FullDisk(monkeypatch, folder)
+    calls = {"n": 0}
+    real_remove = type(sink)._remove_oldest
+
+    def remove_then_free(self, keep=None):  # removing one old record frees the space
+        real_remove(self, keep)
+        calls["n"] += 1
+        disk.full = False
+
+    monkeypatch.setattr(type(sink), "_remove_oldest", remove_then_free)
+    sink = open_sink(f"nokdir://{folder}")
+    sink.submit(make_decision(9, "NOK"), frame, amap)
+    assert sink.close(timeout=5)["sent"] == 1 and calls["n"] == 1
+    ids = sorted(int(p.stem.split("_")[1]) for p in folder.glob("*.json"))
+    assert ids == [1, 2, 9] and not list(folder.glob(".*.tmp"))
+

@@ -3,12 +3,16 @@
 The camera loop calls `submit()`, which only appends to the sink's queue and returns: it never
 waits on a network, a disk or a lock held during I/O. When the queue is full the OLDEST queued
 decision is dropped (and counted): the newest decisions matter most to a line, and a PLC or
-dashboard that catches up wants the present, not a backlog. The worker thread delivers items in
+dashboard that catches up wants the present, not a backlog. The queue is capped in items
+(`queue`) and, for sinks that keep images (nokdir), in bytes of images (`queue_mb`): a 4K frame
+is 25 MB, so 256 of them would be gigabytes. Over the byte cap, the oldest queued decisions lose
+their images (counted as `images_dropped`) but stay queued: the record of a NOK part is kept. The worker thread delivers items in
 order; a failed delivery is retried with exponential backoff (`backoff_s`, doubling, capped at
 `backoff_max_s`) up to `retries` more times, then counted as failed and the next item goes.
 
 Counters (`stats()`): sent, dropped (queue overflow, or submitted after close), failed (gave up
-after retries, or a permanent error), retries (extra attempts), queued (waiting now). Every
+after retries, or a permanent error), retries (extra attempts), images_dropped (images shed
+over the byte cap; their decisions stay), queued (waiting now). Every
 accepted item ends in exactly one of sent / dropped / failed, or is still queued or in flight.
 """
 
@@ -33,6 +37,7 @@ class SinkOptions:
     """Options every sink takes, whatever its URI (a `sinks:` block of the run config)."""
 
     queue: int = 256  # decisions waiting per sink; when full the oldest is dropped
+    queue_mb: float = 256.0  # images waiting per sink (sinks that keep them), 10^6 bytes; the oldest dropped beyond
     retries: int = 5  # extra attempts after a failed delivery
     backoff_s: float = 0.2  # wait before the first retry; doubles after each
     backoff_max_s: float = 5.0  # longest wait between attempts
@@ -41,6 +46,8 @@ class SinkOptions:
     def __post_init__(self) -> None:
         if self.queue < 1:
             raise UserError(f"sink options: queue must be >= 1, got {self.queue}")
+        if not self.queue_mb > 0:
+            raise UserError(f"sink options: queue_mb must be > 0, got {self.queue_mb}")
         if self.retries < 0:
             raise UserError(f"sink options: retries must be >= 0, got {self.retries}")
         if self.backoff_s < 0 or self.backoff_max_s < self.backoff_s:
@@ -63,6 +70,10 @@ class Item:
     frame: np.ndarray | None = None
     amap: np.ndarray | None = None
 
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in (self.frame, self.amap) if a is not None)
+
 
 class Sink:
     """Base class: subclasses implement `_deliver(item)` and, where needed, `_accept` and `_release`.
@@ -75,13 +86,14 @@ class Sink:
         self.name = name
         self.options = options or SinkOptions()
         self._queue: deque[Item] = deque()
+        self._queued_bytes = 0
         self._cond = threading.Condition()
         self._abort = threading.Event()
         self._closing = False
         self._report: dict[str, int] | None = None
         self._inflight = 0
         self._healthy = True
-        self._counts = {"sent": 0, "dropped": 0, "failed": 0, "retries": 0}
+        self._counts = {"sent": 0, "dropped": 0, "failed": 0, "retries": 0, "images_dropped": 0}
         self._thread = threading.Thread(target=self._run, name=f"sink {name}", daemon=True)
 
     def __repr__(self) -> str:
@@ -116,14 +128,31 @@ class Sink:
             if self._closing:
                 self._counts["dropped"] += 1
                 return
-            if len(self._queue) >= self.options.queue:
-                self._queue.popleft()
-                self._counts["dropped"] += 1
             self._queue.append(item)
+            self._queued_bytes += item.nbytes
+            if len(self._queue) > self.options.queue:
+                self._queued_bytes -= self._queue.popleft().nbytes
+                self._counts["dropped"] += 1
+            if self._queued_bytes > self.options.queue_mb * 1e6:
+                self._shed_images()
             self._cond.notify()
 
+    def _shed_images(self) -> None:
+        """Over the byte cap: the oldest queued items keep their decision and lose their images (under the lock)."""
+        max_bytes = self.options.queue_mb * 1e6
+        for k, item in enumerate(self._queue):
+            if self._queued_bytes <= max_bytes or k == len(self._queue) - 1:  # the newest keeps its images
+                return
+            if item.nbytes:
+                if not self._counts["images_dropped"]:
+                    log.warning("sink %s: more than %g MB of images queued; the oldest decisions go without their images",
+                                self.name, self.options.queue_mb)
+                self._queued_bytes -= item.nbytes
+                self._queue[k] = Item(item.decision)
+                self._counts["images_dropped"] += 1
+
     def stats(self) -> dict[str, int]:
-        """sent, dropped, failed, retries, queued."""
+        """sent, dropped, failed, retries, images_dropped, queued."""
         with self._cond:
             return {**self._counts, "queued": len(self._queue)}
 
@@ -150,10 +179,10 @@ class Sink:
         with self._cond:
             report = {**self._counts, "queued": len(self._queue), "unsent": len(self._queue) + self._inflight}
             self._report = report
-        if report["unsent"] or report["failed"] or report["dropped"]:
+        if report["unsent"] or report["failed"] or report["dropped"] or report["images_dropped"]:
             log.warning(
-                "sink %s closed: %d delivered, %d not delivered in time, %d failed, %d dropped",
-                self.name, report["sent"], report["unsent"], report["failed"], report["dropped"],
+                "sink %s closed: %d delivered, %d not delivered in time, %d failed, %d dropped, %d delivered without their images",
+                self.name, report["sent"], report["unsent"], report["failed"], report["dropped"], report["images_dropped"],
             )
         return report
 
@@ -180,12 +209,14 @@ class Sink:
                 if not self._queue or self._abort.is_set():
                     return
                 item = self._queue.popleft()
+                self._queued_bytes -= item.nbytes
                 self._inflight = 1
             outcome = self._attempt(item)
             with self._cond:
                 self._inflight = 0
                 if outcome is None:
                     self._queue.appendleft(item)  # aborted by close(): reported as unsent
+                    self._queued_bytes += item.nbytes
                     return
                 self._counts[outcome] += 1
 

@@ -17,10 +17,17 @@ hidden temporary name, then renamed).
 The folder is capped at `max_mb` megabytes (1 MB = 10^6 bytes): after each write the oldest
 records (all files of a frame together) are removed until it fits; the newest record is always
 kept. Only files with this naming are counted or ever removed.
+
+A full disk: a write that fails removes its temporary file at once (none is left to fill the disk
+further), and when the disk is full the oldest records are removed to make room for the newest,
+as the cap would. Temporary files a crash left behind are removed at start. The queue holds at
+most `queue_mb` of images (SinkOptions).
 """
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import re
 import time
@@ -38,6 +45,9 @@ from edgefreq.runtime.sinks.uri import as_number, bad, query
 DEFAULT_MAX_MB = 200.0
 HEATMAP_WEIGHT = 0.45  # share of the colour map in the overlay
 _NAME = re.compile(r"^(\d{8}T\d{6}\.\d{3}Z_\d+)(\.json|\.png|_heatmap\.png)$")
+_TEMPORARY = re.compile(r"^\.(\d{8}T\d{6}\.\d{3}Z_\d+)(\.json|\.png|_heatmap\.png)\.tmp$")
+
+log = logging.getLogger("edgefreq.sinks")
 
 
 def record_stem(decision: Decision) -> str:
@@ -83,6 +93,8 @@ class NokDirSink(Sink):
             probe = folder / ".edgefreq-write-test"
             probe.write_bytes(b"")
             probe.unlink()
+            for stale in (p for p in folder.iterdir() if _TEMPORARY.match(p.name)):  # left by a crash or a full disk
+                stale.unlink()
             existing = sorted(p for p in folder.iterdir() if _NAME.match(p.name))
             sizes = [(p, p.stat().st_size) for p in existing]
         except OSError as exc:
@@ -117,10 +129,22 @@ class NokDirSink(Sink):
             files[f"{stem}.png"] = _png(_bgr(item.frame))
             if item.amap is not None:
                 files[f"{stem}_heatmap.png"] = _png(heatmap_overlay(item.frame, item.amap))
+        self._write(stem, files)
+
+    def _write(self, stem: str, files: dict[str, bytes]) -> None:
+        """Write a record's files atomically; on a full disk remove the oldest records to make room."""
         for name, data in files.items():
             temporary = self.folder / f".{name}.tmp"
-            temporary.write_bytes(data)
-            os.replace(temporary, self.folder / name)
+            while True:
+                try:
+                    temporary.write_bytes(data)
+                    os.replace(temporary, self.folder / name)
+                    break
+                except OSError as exc:
+                    temporary.unlink(missing_ok=True)
+                    if exc.errno != errno.ENOSPC or not any(s != stem for s in self._records):
+                        raise
+                    self._remove_oldest(keep=stem)
         size = sum(len(data) for data in files.values())
         self._bytes += size - self._records.pop(stem, 0)
         self._records[stem] = size
@@ -128,10 +152,14 @@ class NokDirSink(Sink):
 
     def _enforce_cap(self) -> None:
         while self._bytes > self.max_bytes and len(self._records) > 1:
-            stem, size = self._records.popitem(last=False)
-            for suffix in (".json", ".png", "_heatmap.png"):
-                (self.folder / f"{stem}{suffix}").unlink(missing_ok=True)
-            self._bytes -= size
+            self._remove_oldest()
+
+    def _remove_oldest(self, keep: str | None = None) -> None:
+        stem = next(s for s in self._records if s != keep)
+        size = self._records.pop(stem)
+        for suffix in (".json", ".png", "_heatmap.png"):
+            (self.folder / f"{stem}{suffix}").unlink(missing_ok=True)
+        self._bytes -= size
 
 
 def _png(image: np.ndarray) -> bytes:
