@@ -30,11 +30,16 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "config") 
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for name, value in data.items():
-        kwargs[name] = _convert(hints[name], value, f"{where}.{name}")
+        kwargs[name] = _convert(hints[name], value, _join(where, name))
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
         raise UserError(f"{where}: {exc}") from None
+
+
+def _join(where: str, name: str) -> str:
+    """'config.yaml: train.lr' for a file, 'train.lr' below it."""
+    return f"{where}: {name}" if where.endswith((".yaml", ".yml")) else f"{where}.{name}"
 
 
 def _convert(hint: Any, value: Any, where: str) -> Any:

@@ -224,7 +224,7 @@ def load_run(
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise UserError(f"{weights}: weights do not match the config (missing {len(missing)}, unexpected {len(unexpected)} tensors)")
-    if stats and not load_stats(model, cfg, run) and model.head.needs_stats(model.latent_used):
-        raise UserError(f"{run}: its score (model.normalize / the latent term) needs statistics: run `edgefreq calibrate {run}` first")
+    if stats and not load_stats(model, cfg, run) and cfg.model.normalize == "pixel":
+        raise UserError(f"{run}: its score (model.normalize: pixel) needs the per-pixel statistics: run `edgefreq calibrate {run}` first")
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     return model.to(dev).eval(), cfg

@@ -46,12 +46,12 @@ def train(model: torch.nn.Module, bands: list[torch.Tensor], steps: int, lr: flo
     model.train()
     history = []
     for _ in range(steps):
-        g = model.losses_g(bands)
+        g, x_hat = model.losses_g(bands)
         opt_g.zero_grad()
         g["total"].backward()
         opt_g.step()
         if opt_d is not None:
-            d = model.losses_d(bands, [b.flip(-1) for b in bands])
+            d = model.losses_d(bands, x_hat, [b.flip(-1) for b in bands])
             opt_d.zero_grad()
             d["total"].backward()
             opt_d.step()
@@ -67,22 +67,22 @@ def test_shapes(kind: str, levels: int) -> None:
     score, amap = model.score(bands)
     assert score.shape == (2,) and amap.shape == (2, SIZE, SIZE)
     assert torch.isfinite(score).all() and (score >= 0).all()
-    g = model.losses_g(bands)
-    assert g["total"].ndim == 0 and "content" in g
+    g, x_hat = model.losses_g(bands)
+    assert g["total"].ndim == 0 and "content" in g and x_hat.shape == (2, 3, SIZE, SIZE)
     if model.has_discriminator:
         assert set(g) == {"total", "adv", "content", "latent"}
-        d = model.losses_d(bands, bands)
-        assert set(d) == {"total", "real", "fake", "forged"}
-        assert torch.allclose(d["total"], d["real"] + d["fake"] + d["forged"])
-        assert set(model.losses_d(bands, None)) == {"total", "real", "fake"}
+        d = model.losses_d(bands, x_hat, bands)
+        assert set(d) == {"total", "real", "fake", "latent", "forged"}
+        assert torch.allclose(d["total"], d["real"] + d["fake"] + d["latent"] + d["forged"])
+        assert set(model.losses_d(bands, x_hat, None)) == {"total", "real", "fake", "latent"}
     else:
         assert model.discriminator_parameters() == []
         with pytest.raises(TypeError, match="no discriminator"):
-            model.losses_d(bands, None)
+            model.losses_d(bands, x_hat, None)
 
 
 def test_registry_and_presets() -> None:
-    assert set(MODELS) == {"ocrgan", "skipganomaly", "wfdl"}
+    assert set(MODELS) == {"ocrgan", "skipganomaly", "wfdl", "variation"}
     skip = ModelConfig(kind="skipganomaly")
     assert (skip.cs, skip.forged, skip.content_loss) == (False, False, "l1")
     ocr = ModelConfig()
@@ -148,7 +148,7 @@ def test_cs_is_a_registered_trained_module() -> None:
     assert len(cs_params) == 5 * 6  # one CS per encoder level (depth 5 at 32): squeeze + 2 selects, weight + bias
     assert all(n in model.state_dict() for n in cs_params)
     assert {id(p) for p in model.cs.parameters()} <= {id(p) for p in model.generator_parameters()}
-    model.losses_g(decouple(images(2), 2))["total"].backward()
+    model.losses_g(decouple(images(2), 2))[0]["total"].backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.cs.parameters())
 
 

@@ -84,8 +84,8 @@ def test_interrupted_training_resumes_exactly(dataset: Path, tmp_path: Path, mon
 
     real_save = train_mod.save_checkpoint
 
-    def save_then_interrupt(out, model, optimizers, epoch, generators):
-        real_save(out, model, optimizers, epoch, generators)
+    def save_then_interrupt(out, model, optimizers, epoch, generators, ema=None):
+        real_save(out, model, optimizers, epoch, generators, ema)
         if epoch == 2:
             raise KeyboardInterrupt
 
@@ -163,7 +163,9 @@ def test_accuracy_driver_rows_resume_and_reuse_weights(dataset: Path, tmp_path: 
     max_report = json.loads((max_run / "eval" / "report.json").read_text())
     assert mean_report["scores"] != max_report["scores"]
     table = (tmp_path / "results" / "accuracy.md").read_text()
-    assert f"weights of {dataset.name}-mean-seed1" in table and table.count("| line") == 3
+    assert f"weights of {dataset.name}-mean-seed1" in table and table.count("| line") == 6  # 3 in the seed table, 3 runs
+    lo, hi = rows[0]["image_auroc_ci95"]
+    assert 0.0 <= lo <= rows[0]["image_auroc"] <= hi <= 1.0
     assert driver.main([str(plan), "--runs", str(runs)]) == 0  # everything recorded: nothing runs
     assert len((tmp_path / "results" / "accuracy.jsonl").read_text().splitlines()) == 3
     assert len(trained) == 2

@@ -13,7 +13,8 @@ the exported graph as constants, so an engine carries them under its sha256.
 `fit` returns the calibration scores each computed with statistics that did NOT see that image
 (leave-one-out, exact, from running sums), so the threshold is set on scores no statistic has
 seen (DESIGN.md decision 6), while the engine uses the statistics of every calibration image.
-The std floor is declared, not tuned: std_floor x the median per-pixel std of the same images.
+The std floor is declared, not tuned: std_floor x the median per-pixel std of the same images
+(and NUMERIC_FLOOR x the median per-pixel mean, which binds only on maps with almost no spread).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from edgefreq.errors import UserError
 from .config import SCORING_KEYS, ModelConfig
 
 MIN_FIT_IMAGES = 3  # leave-one-out needs two others for a std
+NUMERIC_FLOOR = 1e-3  # per-pixel std >= this x the median |per-pixel mean|: float32 noise never z-scored
 
 
 class ScoreHead(nn.Module):
@@ -67,10 +69,10 @@ class ScoreHead(nn.Module):
             total, total_sq = raw.sum(0), (raw * raw).sum(0)
             loo_mean = (total - raw) / (n - 1)
             loo_var = ((total_sq - raw * raw) / (n - 1) - loo_mean**2).clamp_min(0.0)
-            loo_std = self._floored(loo_var.sqrt())
+            loo_std = self._floored(loo_var.sqrt(), loo_mean)
             content = self.reduce((raw - loo_mean) / loo_std)
             mean = total / n
-            std = self._floored(((total_sq / n - mean**2).clamp_min(0.0)).sqrt()[None])[0]
+            std = self._floored(((total_sq / n - mean**2).clamp_min(0.0)).sqrt()[None], mean[None])[0]
         else:
             content = self.reduce(raw)
             mean, std = torch.zeros_like(raw[0]), torch.ones_like(raw[0])
@@ -86,10 +88,13 @@ class ScoreHead(nn.Module):
         self.set_stats({"pixel_mean": mean, "pixel_std": std, "term_stats": stats})
         return scores
 
-    def _floored(self, std: torch.Tensor) -> torch.Tensor:
-        """std (... x H x W) with a floor of std_floor x its median over the pixels, per leading index."""
+    def _floored(self, std: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+        """std (... x H x W) floored at std_floor x its median over the pixels, and at NUMERIC_FLOOR
+        x the median |mean| (a std at the map's float32 rounding noise would turn that noise into
+        z-scores), per leading index."""
         median = std.flatten(-2).median(dim=-1).values
-        floor = (self.cfg.std_floor * median).clamp_min(1e-12)[..., None, None]
+        level = mean.abs().flatten(-2).median(dim=-1).values
+        floor = torch.maximum(self.cfg.std_floor * median, NUMERIC_FLOOR * level).clamp_min(1e-12)[..., None, None]
         return torch.maximum(std, floor)
 
     def stats(self) -> dict[str, torch.Tensor]:
@@ -103,8 +108,9 @@ class ScoreHead(nn.Module):
             buffer.copy_(value.to(buffer.dtype))
         self.fitted = True
 
-    def needs_stats(self, has_latent: bool) -> bool:
-        """Whether the score means anything before `fit` (normalized maps, mixed terms do not)."""
+    def needs_stats(self, has_latent: bool = False) -> bool:
+        """Whether `fit` needs several images: a z-scored map means nothing before it, and the
+        mixed terms of OCR-GAN are only standardized by it (unfitted, they mix raw)."""
         return self.cfg.normalize == "pixel" or has_latent
 
 
