@@ -142,3 +142,30 @@ def test_on_a_full_disk_the_oldest_records_make_room_for_the_newest(tmp_path, ma
     ids = sorted(int(p.stem.split("_")[1]) for p in folder.glob("*.json"))
     assert ids == [1, 2, 9] and not list(folder.glob(".*.tmp"))
 
+
+def test_a_backlog_at_exit_keeps_every_record_and_never_aborts(tmp_path):
+    """Large NOK frames queued faster than PNG encoding, then close with little time: no SIGABRT
+    at interpreter exit, and every queued NOK decision has its record (images or not)."""
+    import subprocess
+    import sys
+
+    folder = tmp_path / "nok"
+    script = f"""
+import numpy as np
+from edgefreq.runtime.record import Decision
+from edgefreq.runtime.sinks import open_sink
+sink = open_sink("nokdir://{folder}?max_mb=100000")
+frame = np.random.default_rng(0).integers(0, 256, (1500, 2000, 3), dtype=np.uint8)  # noise: slow PNGs
+lat = dict.fromkeys(("capture", "preprocess", "infer", "decide", "total"), 0.0)
+for i in range(30):
+    sink.submit(Decision(i, 1e9 + i, 1e9 + i, "test", 1.0, 2.0, 0.5, "NOK", lat, 0, "x@000000000000"), frame, np.ones((64, 64), np.float32))
+report = sink.close(timeout=0.2)
+assert report["unsent"] > 0, report  # the backlog is real
+"""
+    for _ in range(2):
+        proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert len(list(folder.glob("*.json"))) == 30
+        assert "without their images" in proc.stderr
+        for p in folder.iterdir():
+            p.unlink()

@@ -14,6 +14,11 @@ Counters (`stats()`): sent, dropped (queue overflow, or submitted after close), 
 after retries, or a permanent error), retries (extra attempts), images_dropped (images shed
 over the byte cap; their decisions stay), queued (waiting now). Every
 accepted item ends in exactly one of sent / dropped / failed, or is still queued or in flight.
+
+`close(timeout)` waits for the queue to drain, then stops the worker; a delivery still running
+then is let finish (up to `abort_grace_s`: one delivery's own time bound) rather than left behind:
+a thread still inside native code (PNG encoding, a socket) when the interpreter exits can abort
+the whole process (SIGABRT, "terminate called without an active exception").
 """
 
 from __future__ import annotations
@@ -171,7 +176,9 @@ class Sink:
             self._thread.join(max(timeout, 0.0))
             if self._thread.is_alive():
                 self._abort.set()
-                self._thread.join(0.1)
+                self._thread.join(self.abort_grace_s)  # let the delivery in flight finish: never exit with it in native code
+                if self._thread.is_alive():
+                    log.warning("sink %s: a delivery is still running %.0f s after close; leaving it", self.name, self.abort_grace_s)
         try:
             self._release()
         except Exception as exc:  # a sink that cannot release must not break the caller's shutdown
@@ -187,6 +194,11 @@ class Sink:
         return report
 
     # -- for subclasses ---------------------------------------------------------------------
+
+    @property
+    def abort_grace_s(self) -> float:
+        """How long one delivery can take: network sinks are bounded by their timeout."""
+        return self.options.timeout_s + 1.0
 
     def _accept(self, decision: Decision, frame: np.ndarray | None, amap: np.ndarray | None) -> Item | None:
         """The item to queue, or None to ignore this decision. Runs in the caller's thread: keep it cheap."""
