@@ -9,11 +9,14 @@ Environment: EDGEFREQ_MQTT_USERNAME / EDGEFREQ_MQTT_PASSWORD (credentials are ne
 the URI); for mqtts://, EDGEFREQ_MQTT_CA (CA bundle; the system CAs when unset) and
 EDGEFREQ_MQTT_CERT / EDGEFREQ_MQTT_KEY (client certificate, for brokers that require one).
 
-paho's network thread connects in the background and reconnects after a loss (1 s, doubling to
-30 s); the broker being down at start is not an error. A decision counts as sent when the broker
-acknowledged it (QoS 1/2) or it was written to the socket (QoS 0). While disconnected, publishing
-fails fast and the base class retries with backoff, keeping the newest decisions queued. A
-decision whose acknowledgement timed out may still arrive later (QoS 1 is at-least-once).
+paho's network thread connects in the background and reconnects after a loss (every 1-2 s: a
+line wants its decisions back within seconds of the broker, not after paho's default 30 s
+backoff); the broker being down at start is not an error. A decision counts as sent when the
+broker acknowledged it (QoS 1/2) or it was written to the socket (QoS 0). While disconnected the
+worker waits for the connection instead of using up the decision's retries, so what is queued
+during an outage (the newest `queue` decisions) is delivered when the broker is back; a broker
+that refuses the login fails decisions (retried, then counted). A decision whose acknowledgement
+timed out may still arrive later (QoS 1 is at-least-once).
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ from edgefreq.runtime.sinks.uri import as_bool, as_number, bad, no_credentials, 
 log = logging.getLogger("edgefreq.sinks")
 
 KEEPALIVE_S = 30
-RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 30
+RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 2
+WAIT_STEP_S = 0.05  # how often a worker waiting for the broker looks at close()
 
 
 def _topic(uri: str, topic: str, what: str) -> str:
@@ -125,11 +129,15 @@ class MqttSink(Sink):
         client.publish(self.status_topic, "online", qos=1, retain=True)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
-        log.info("sink %s: disconnected (%s)", self.name, reason)
+        log.warning("sink %s: disconnected (%s); keeping the newest %d decisions queued until the broker is back",
+                    self.name, reason, self.options.queue)
 
     def _deliver(self, item: Item) -> None:
-        if not self._client.is_connected():
-            raise ConnectionError(self._refused or f"not connected to {self.host}:{self.port}")
+        while not self._client.is_connected():  # an outage: wait for paho's reconnect, keep the retries
+            if self._refused:
+                raise ConnectionError(self._refused)
+            if self._abort.wait(WAIT_STEP_S):
+                raise ConnectionError(f"not connected to {self.host}:{self.port} when the sink closed")
         info = self._client.publish(self.topic, item.decision.to_json(), qos=self.qos, retain=self.retain)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             raise ConnectionError(mqtt.error_string(info.rc))
