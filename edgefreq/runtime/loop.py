@@ -52,6 +52,7 @@ class Summary:
     nok: int = 0
     not_inspected: int = 0
     dropped: int = 0
+    lost: int = 0  # frames the source lost before capture (GenICam incomplete buffers, frame-id gaps)
     captured: int = 0
     seconds: float = 0.0
     latency_ms: dict[str, LatencyHistogram] = field(default_factory=lambda: {s: LatencyHistogram() for s in LATENCY_STAGES})
@@ -77,7 +78,7 @@ class Summary:
     def to_dict(self) -> dict:
         return {
             "frames": self.frames, "ok": self.ok, "nok": self.nok, "not_inspected": self.not_inspected,
-            "captured": self.captured, "dropped": self.dropped, "seconds": round(self.seconds, 3),
+            "captured": self.captured, "dropped": self.dropped, "lost": self.lost, "seconds": round(self.seconds, 3),
             "fps": round(self.frames / self.seconds, 2) if self.seconds else 0.0,
             "latency_ms": self.percentiles(), "confusion": self.confusion if any(self.confusion.values()) else None,
             "sinks": self.sinks, "source_error": self.source_error,
@@ -88,7 +89,7 @@ class Summary:
         lines = [
             f"{self.frames} frames in {self.seconds:.1f} s ({self.frames / self.seconds if self.seconds else 0:.1f} fps): "
             f"{self.ok} OK, {self.nok} NOK ({self.not_inspected} of them not inspected); "
-            f"captured {self.captured}, dropped {self.dropped}",
+            f"captured {self.captured}, dropped {self.dropped}" + (f", lost by the source {self.lost}" if self.lost else ""),
             "latency ms p50/p99: " + "  ".join(f"{s} {p[s]['p50']:.2f}/{p[s]['p99']:.2f}" for s in LATENCY_STAGES),
         ]
         if any(self.confusion.values()):
@@ -133,7 +134,8 @@ def run_line(
     start = time.perf_counter()
 
     def handle(batch) -> None:
-        for inspection in inspector.inspect(batch, capture.stats().dropped):
+        stats = capture.stats()  # a record's `dropped`: every frame without a record so far
+        for inspection in inspector.inspect(batch, stats.dropped + stats.lost):
             for sink in sinks:
                 sink.submit(inspection.decision, inspection.view, inspection.amap)
             summary.add(inspection)
@@ -166,7 +168,7 @@ def run_line(
         capture.stop()
         summary.seconds = time.perf_counter() - start
         stats = capture.stats()
-        summary.captured, summary.dropped = stats.captured, stats.dropped
+        summary.captured, summary.dropped, summary.lost = stats.captured, stats.dropped, stats.lost
         for sink in sinks:
             summary.sinks[sink.name] = sink.close(sink_timeout)
     return summary

@@ -4,6 +4,7 @@
     v4l2:///dev/video0             a V4L2 device node
     csi://0                        Jetson CSI camera (GStreamer nvarguscamerasrc)
     rtsp://host:554/path           network stream (OpenCV FFMPEG), also rtsps://
+    genicam://[DEVICE-ID][?...]    GigE Vision / USB3 Vision camera through Aravis (see genicam.py)
     file:///path or a plain path   video file, image file, or folder of images
     synthetic://?seed=0&defect_rate=0.1&size=128x128
                                    the synthetic inspection line (size is WIDTHxHEIGHT)
@@ -19,10 +20,11 @@ from edgefreq.errors import UserError
 from .base import Source
 from .camera import open_camera, open_csi, open_stream, open_v4l2
 from .files import IMAGE_EXTS, ImageFileSource, ImageFolderSource, VideoFileSource
+from .genicam import open_genicam
 from .options import SourceOptions
 from .synthetic import SyntheticLine, SyntheticSource
 
-SCHEMES = ("camera", "v4l2", "csi", "rtsp", "rtsps", "file", "synthetic")
+SCHEMES = ("camera", "v4l2", "csi", "rtsp", "rtsps", "genicam", "file", "synthetic")
 SYNTHETIC_KEYS = ("seed", "defect_rate", "size")
 SYNTHETIC_DEFAULT_SIZE = (128, 128)  # height, width
 
@@ -47,6 +49,8 @@ def open_source(uri: str, options: SourceOptions | None = None) -> Source:
         return open_csi(uri, _number(uri, rest, "sensor id"), options)
     if scheme in ("rtsp", "rtsps"):
         return open_stream(uri, options)
+    if scheme == "genicam":
+        return open_genicam(uri, rest, options)
     if scheme == "file":
         return open_path(uri, Path(rest), options)
     if scheme == "synthetic":
