@@ -76,7 +76,10 @@ def torch_steps(frames: torch.Tensor, spec: Preprocess) -> list[torch.Tensor]:
     """The GPU baseline: the fused kernel's steps as separate torch ops on B x H x W x 3 BGR uint8."""
     x, y, w, h = roi_box(spec, frames.shape[1], frames.shape[2])
     img = frames[:, y : y + h, x : x + w].permute(0, 3, 1, 2).float()
-    img = F.interpolate(img, size=spec.size, mode="bilinear", align_corners=False).flip(1)
+    if spec.resize == "area":
+        img = F.interpolate(img, size=spec.size, mode="area").flip(1)
+    else:
+        img = F.interpolate(img, size=spec.size, mode="bilinear", align_corners=False).flip(1)
     mean = torch.tensor(spec.mean, device=img.device).view(1, -1, 1, 1)
     std = torch.tensor(spec.std, device=img.device).view(1, -1, 1, 1)
     return decouple_torch((img / 255.0 - mean) / std, spec.levels, spec.clip_high)
@@ -84,10 +87,10 @@ def torch_steps(frames: torch.Tensor, spec: Preprocess) -> list[torch.Tensor]:
 
 def bytes_per_frame(spec: Preprocess) -> int:
     """Source rows the resize reads (whole ROI width) + the bands written, in bytes."""
-    from edgefreq.kernels.fd_triton import resize_table
+    from edgefreq.kernels.resize import area_path, resize_table
 
     x, y, w, h = roi_box(spec, FRAME[0], FRAME[1])
-    rows = np.unique(resize_table(h, spec.size[0], y)[0])
+    rows = np.unique(resize_table(h, spec.size[0], y, spec.resize, area_path((h, w), spec.size))[0])
     return rows.size * w * FRAME[2] + spec.levels * spec.channels * spec.size[0] * spec.size[1] * 4
 
 

@@ -7,9 +7,10 @@ so one launch covers the batch:
 
 1. for each smoothed level k, the tile's window of the preprocessed image X (the rows and
    columns where P_k and Q_k are nonzero for this tile) is made on the fly, K x K pixels at a
-   time: from the uint8 frame (ROI + cv2.resize INTER_LINEAR on float32: 4 loads per pixel and
-   source channel through host-computed coordinate tables, then channel order and
-   (v / 255 - mean) / std), or loaded from a float image (decouple: MODE 0, no resize);
+   time: from the uint8 frame (ROI + cv2.resize INTER_AREA or INTER_LINEAR on float32: TY x TX
+   loads per pixel and source channel through host-computed per-axis tap tables (kernels.resize),
+   then channel order and (v / 255 - mean) / std), or loaded from a float image (decouple:
+   MODE 0, no resize);
 2. G_tile = sum over window chunks of P[tile rows, chunk] @ X_chunk @ Q[tile cols, chunk]^T,
    tl.dot in IEEE fp32;
 3. it writes low = G1, band_k = G(k+1) - G(k), and high = X_tile - G(L-1) (X_tile made by the
@@ -39,34 +40,42 @@ from edgefreq.errors import UserError
 from .operators import Windowed, windowed
 from .preprocess import Preprocess, roi_box
 from .pyramid import check_levels, check_size
+from .resize import area_path, resize_table
 
 BLOCKS = (16, 32, 64)  # output tile sizes the host chooses from
 WARPS = {16: 4, 32: 4, 64: 8}  # per block: no register spills when compiled for sm_90 / sm_87 (ptxas -v)
 CHUNK = 16  # window chunk: the K of every tl.dot; larger K makes Triton's fp32 FMA dot spill registers
-_GATHER_COST = 8.0  # a window pixel made by the bilinear gather, in multiply-adds (cost model only)
+_GATHER_COST = 8.0  # a window pixel made by the 2 x 2 tap gather, in multiply-adds (cost model only)
 
 # Channel modes of the window loader (constexpr MODE).
 _DIRECT, _PICK, _GRAY = 0, 1, 2
 
 
 @triton.jit
-def _bilinear(p, r0, r1, c0, c1, a0, a1, b0, b1, m):
-    """cv2.resize INTER_LINEAR on float32: the horizontal pass on the two rows, then the vertical."""
-    top = (tl.load(p + r0 + c0, mask=m, other=0).to(tl.float32) * a0
-           + tl.load(p + r0 + c1, mask=m, other=0).to(tl.float32) * a1)
-    bot = (tl.load(p + r1 + c0, mask=m, other=0).to(tl.float32) * a0
-           + tl.load(p + r1 + c1, mask=m, other=0).to(tl.float32) * a1)
-    return top * b0 + bot * b1
+def _resample(p, ty, wy, tx, wx, rows, cols, rm, cm, H, W, s_y, s_x, m, TY: tl.constexpr, TX: tl.constexpr):
+    """cv2.resize on float32 through per-axis tap tables (index, weight; TY rows x TX columns per
+    output pixel): the horizontal pass on each source row, then the vertical, as OpenCV sums."""
+    v = tl.zeros(m.shape, tl.float32)
+    for i in tl.static_range(TY):
+        y = tl.load(ty + i * H + rows, mask=rm, other=0)
+        b = tl.load(wy + i * H + rows, mask=rm, other=0.0)[:, None]
+        row = tl.zeros(m.shape, tl.float32)
+        for j in tl.static_range(TX):
+            x = tl.load(tx + j * W + cols, mask=cm, other=0)
+            a = tl.load(wx + j * W + cols, mask=cm, other=0.0)[None, :]
+            row += tl.load(p + (y * s_y)[:, None] + (x * s_x)[None, :], mask=m, other=0).to(tl.float32) * a
+        v += row * b
+    return v
 
 
 @triton.jit
 def _window(src, ty, wy, tx, wx, norm, rows, cols, H, W, c, s_y, s_x, s_c,
-            MODE: tl.constexpr, CH_MUL: tl.constexpr, CH_ADD: tl.constexpr):
+            MODE: tl.constexpr, CH_MUL: tl.constexpr, CH_ADD: tl.constexpr, TY: tl.constexpr, TX: tl.constexpr):
     """The preprocessed image X[c, rows, cols] (len(rows) x len(cols)), zero outside H x W.
 
     `src` points at this image's first element. MODE _DIRECT: a float image. Otherwise a uint8
-    frame: bilinear sample through the row tables (ty: first and second source row, wy: their
-    weights, as cv2.resize INTER_LINEAR computes them) and column tables, then source channel
+    frame: resampled through the row tables (ty: TY source rows per output row, wy: their
+    weights, as cv2.resize computes them) and column tables, then source channel
     CH_MUL * c + CH_ADD (_PICK) or the gray mix of B, G, R (_GRAY), then / 255, - mean, / std.
     """
     rm = (rows >= 0) & (rows < H)
@@ -75,24 +84,12 @@ def _window(src, ty, wy, tx, wx, norm, rows, cols, H, W, c, s_y, s_x, s_c,
     if MODE == 0:
         v = tl.load(src + rows[:, None] * s_y + cols[None, :] * s_x + c * s_c, mask=m, other=0.0).to(tl.float32)
     else:
-        y0 = tl.load(ty + rows, mask=rm, other=0)
-        y1 = tl.load(ty + H + rows, mask=rm, other=0)
-        b0 = tl.load(wy + rows, mask=rm, other=0.0)[:, None]
-        b1 = tl.load(wy + H + rows, mask=rm, other=0.0)[:, None]
-        x0 = tl.load(tx + cols, mask=cm, other=0)
-        x1 = tl.load(tx + W + cols, mask=cm, other=0)
-        a0 = tl.load(wx + cols, mask=cm, other=0.0)[None, :]
-        a1 = tl.load(wx + W + cols, mask=cm, other=0.0)[None, :]
-        r0 = (y0 * s_y)[:, None]
-        r1 = (y1 * s_y)[:, None]
-        c0 = (x0 * s_x)[None, :]
-        c1 = (x1 * s_x)[None, :]
         if MODE == 1:
-            v = _bilinear(src + (CH_MUL * c + CH_ADD) * s_c, r0, r1, c0, c1, a0, a1, b0, b1, m)
+            v = _resample(src + (CH_MUL * c + CH_ADD) * s_c, ty, wy, tx, wx, rows, cols, rm, cm, H, W, s_y, s_x, m, TY, TX)
         else:  # gray = 0.299 R + 0.587 G + 0.114 B (BGR frame: channels 2, 1, 0), in cv2's order
-            v = _bilinear(src + 2 * s_c, r0, r1, c0, c1, a0, a1, b0, b1, m) * 0.299
-            v += _bilinear(src + s_c, r0, r1, c0, c1, a0, a1, b0, b1, m) * 0.587
-            v += _bilinear(src, r0, r1, c0, c1, a0, a1, b0, b1, m) * 0.114
+            v = _resample(src + 2 * s_c, ty, wy, tx, wx, rows, cols, rm, cm, H, W, s_y, s_x, m, TY, TX) * 0.299
+            v += _resample(src + s_c, ty, wy, tx, wx, rows, cols, rm, cm, H, W, s_y, s_x, m, TY, TX) * 0.587
+            v += _resample(src, ty, wy, tx, wx, rows, cols, rm, cm, H, W, s_y, s_x, m, TY, TX) * 0.114
         v = tl.math.div_rn(v * (1.0 / 255.0) - tl.load(norm + c), tl.load(norm + 3 + c))
     return tl.where(m, v, 0.0)
 
@@ -102,7 +99,7 @@ def _fd_kernel(src, out, pw, qw, pstart, qstart, pchunks, qchunks, ty, wy, tx, w
                H, W, C, s_b, s_c, s_y, s_x, level_stride, tiles_h, tiles_w,
                LEVELS: tl.constexpr, MODE: tl.constexpr, CH_MUL: tl.constexpr, CH_ADD: tl.constexpr,
                CLIP: tl.constexpr, BLOCK: tl.constexpr, K: tl.constexpr,
-               PSPAN: tl.constexpr, QSPAN: tl.constexpr):
+               PSPAN: tl.constexpr, QSPAN: tl.constexpr, TY: tl.constexpr, TX: tl.constexpr):
     tile = tl.program_id(0)
     img = tl.program_id(1)  # image b, channel c
     b = img // C
@@ -128,7 +125,7 @@ def _fd_kernel(src, out, pw, qw, pstart, qstart, pchunks, qchunks, ty, wy, tx, w
             part = tl.zeros((BLOCK, K), tl.float32)
             for rr in range(n_r):
                 wrows = r_start + rr * K + tl.arange(0, K)
-                x = _window(src_img, ty, wy, tx, wx, norm, wrows, wcols, H, W, c, s_y, s_x, s_c, MODE, CH_MUL, CH_ADD)
+                x = _window(src_img, ty, wy, tx, wx, norm, wrows, wcols, H, W, c, s_y, s_x, s_c, MODE, CH_MUL, CH_ADD, TY, TX)
                 p = tl.load(pw + k * H * PSPAN + rows[:, None] * PSPAN + rr * K + tl.arange(0, K)[None, :],
                             mask=rm[:, None], other=0.0)
                 part = tl.dot(p, x, part, input_precision="ieee")
@@ -141,7 +138,7 @@ def _fd_kernel(src, out, pw, qw, pstart, qstart, pchunks, qchunks, ty, wy, tx, w
             band = acc - prev
         tl.store(dst + k * level_stride.to(tl.int64), band, mask=m)
         prev = acc
-    high = _window(src_img, ty, wy, tx, wx, norm, rows, cols, H, W, c, s_y, s_x, s_c, MODE, CH_MUL, CH_ADD) - prev
+    high = _window(src_img, ty, wy, tx, wx, norm, rows, cols, H, W, c, s_y, s_x, s_c, MODE, CH_MUL, CH_ADD, TY, TX) - prev
     if CLIP:
         high = tl.maximum(high, 0.0)
     tl.store(dst + (LEVELS - 1) * level_stride.to(tl.int64), high, mask=m)
@@ -195,32 +192,13 @@ def _operators_on(height: int, width: int, levels: int, block: int, device: torc
                 PSPAN=rows.values.shape[2], QSPAN=cols.values.shape[2])
 
 
-def resize_table(src: int, dst: int, offset: int) -> tuple[np.ndarray, np.ndarray]:
-    """cv2.resize INTER_LINEAR along one axis: ((2, dst) int32 source indices + offset, (2, dst) float32 weights).
-
-    As OpenCV computes it: scale = 1 / (dst / src) in float64, the source coordinate
-    (d + 0.5) * scale - 0.5 cast to float32, x0 = floor, frac = coordinate - x0 in float32;
-    x0 < 0 -> (0, frac 0); x0 >= src - 1 -> (src - 1, frac 0); weights (1 - frac, frac).
-    """
-    scale = 1.0 / (dst / src)
-    f = ((np.arange(dst, dtype=np.float64) + 0.5) * scale - 0.5).astype(np.float32)
-    x0 = np.floor(f)
-    frac = (f - x0).astype(np.float32)
-    x0 = x0.astype(np.int64)
-    clamp = (x0 < 0) | (x0 >= src - 1)
-    frac[clamp] = 0.0
-    x0 = np.clip(x0, 0, src - 1)
-    index = np.stack([x0, np.minimum(x0 + 1, src - 1)]) + offset
-    weight = np.stack([np.float32(1.0) - frac, frac]).astype(np.float32)
-    return index.astype(np.int32), weight
-
-
 @lru_cache(maxsize=32)
-def _resize_on(box: tuple[int, int, int, int], size: tuple[int, int], mean: tuple[float, ...], std: tuple[float, ...],
+def _resize_on(box: tuple[int, int, int, int], size: tuple[int, int], mode: str, mean: tuple[float, ...], std: tuple[float, ...],
                device: torch.device) -> dict:
-    """Row and column tables of the resize of ROI `box` (x, y, w, h) to `size`, and mean and std, on `device`."""
+    """Row and column tap tables of the `mode` resize of ROI `box` (x, y, w, h) to `size`, and mean and std, on `device`."""
     x, y, w, h = box
-    (ty, wy), (tx, wx) = resize_table(h, size[0], y), resize_table(w, size[1], x)
+    cells = area_path((h, w), size)
+    (ty, wy), (tx, wx) = resize_table(h, size[0], y, mode, cells), resize_table(w, size[1], x, mode, cells)
     norm = np.ones(6, np.float32)
     norm[: len(mean)] = mean
     norm[3 : 3 + len(std)] = std
@@ -228,7 +206,7 @@ def _resize_on(box: tuple[int, int, int, int], size: tuple[int, int], mean: tupl
     def put(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(a)).to(device)
 
-    return dict(ty=put(ty), wy=put(wy), tx=put(tx), wx=put(wx), norm=put(norm))
+    return dict(ty=put(ty), wy=put(wy), tx=put(tx), wx=put(wx), norm=put(norm), TY=ty.shape[0], TX=tx.shape[0])
 
 
 def _launch(src: torch.Tensor, strides: tuple[int, int, int, int], batch: int, channels: int, size: tuple[int, int],
@@ -245,7 +223,7 @@ def _launch(src: torch.Tensor, strides: tuple[int, int, int, int], batch: int, c
     ops = _operators_on(height, width, levels, block, src.device)
     if tables is None:
         dummy = torch.zeros(1, dtype=torch.float32, device=src.device)
-        tables = dict(ty=dummy, wy=dummy, tx=dummy, wx=dummy, norm=dummy)
+        tables = dict(ty=dummy, wy=dummy, tx=dummy, wx=dummy, norm=dummy, TY=1, TX=1)
     tiles_h, tiles_w = -(-height // block), -(-width // block)
     grid = (tiles_h * tiles_w, batch * channels)
     s_b, s_c, s_y, s_x = strides
@@ -254,7 +232,7 @@ def _launch(src: torch.Tensor, strides: tuple[int, int, int, int], batch: int, c
         tables["ty"], tables["wy"], tables["tx"], tables["wx"], tables["norm"],
         height, width, channels, s_b, s_c, s_y, s_x, batch * channels * height * width, tiles_h, tiles_w,
         LEVELS=levels, MODE=mode, CH_MUL=ch_mul, CH_ADD=ch_add, CLIP=clip_high and levels > 1, BLOCK=block,
-        K=CHUNK, PSPAN=ops["PSPAN"], QSPAN=ops["QSPAN"], num_warps=WARPS[block],
+        K=CHUNK, PSPAN=ops["PSPAN"], QSPAN=ops["QSPAN"], TY=tables["TY"], TX=tables["TX"], num_warps=WARPS[block],
     )
     return list(out.unbind(0))
 
@@ -287,7 +265,7 @@ def frame_to_bands_triton(frames: torch.Tensor, spec: Preprocess, *, block: int 
         raise UserError(f"frames are empty: shape {tuple(frames.shape)}")
     _check_device(frames)
     box = roi_box(spec, frames.shape[1], frames.shape[2])
-    tables = _resize_on(box, tuple(spec.size), tuple(spec.mean), tuple(spec.std), frames.device)
+    tables = _resize_on(box, tuple(spec.size), spec.resize, tuple(spec.mean), tuple(spec.std), frames.device)
     if frames.shape[3] == 1:
         mode, ch_mul, ch_add = _PICK, 0, 0
     elif spec.channels == 3:

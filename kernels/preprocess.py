@@ -4,10 +4,11 @@ Training, calibration, evaluation and both runtime paths (OpenCV on CPU, the fus
 on GPU) all follow this spec, step by step:
 
 1. crop the ROI (x, y, w, h in frame pixels; none = whole frame),
-2. convert to float32 and resize to `size` (height, width) with bilinear interpolation
-   (cv2.resize INTER_LINEAR on the float image: no uint8 rounding; OpenCV's own code with its
-   float32 source coordinates, not the IPP variant x86 wheels use, so x86, ARM/Jetson and the
-   Triton kernel compute the same thing),
+2. convert to float32 and resize to `size` (height, width): `resize` "area" (cv2.INTER_AREA,
+   the default: antialiased, each output pixel averages the source cell it covers) or "linear"
+   (cv2.INTER_LINEAR), on the float image (no uint8 rounding), OpenCV's own code, not the IPP
+   variant x86 wheels use, so x86, ARM/Jetson and the Triton kernel compute the same thing
+   (kernels.resize),
 3. channel order: BGR frame -> RGB model input, or -> gray (0.299 R + 0.587 G + 0.114 B);
    a gray frame feeding a 3-channel model is replicated,
 4. scale to [0, 1] and normalize per channel: (v / 255 - mean) / std,
@@ -25,6 +26,7 @@ from edgefreq.errors import UserError
 
 from .fd_opencv import decouple_chw
 from .pyramid import check_size
+from .resize import RESIZE_MODES, resize_image
 
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # R, G, B, as cv2.cvtColor(COLOR_BGR2GRAY)
 
@@ -40,8 +42,11 @@ class Preprocess:
     std: tuple[float, ...] = (0.5, 0.5, 0.5)
     levels: int = 2
     clip_high: bool = False
+    resize: str = "area"  # "area" (cv2.INTER_AREA, antialiased) or "linear" (cv2.INTER_LINEAR)
 
     def __post_init__(self) -> None:
+        if self.resize not in RESIZE_MODES:
+            raise UserError(f"preprocess.resize must be one of {', '.join(RESIZE_MODES)}, got {self.resize!r}")
         if self.channels not in (1, 3):
             raise UserError(f"preprocess.channels must be 1 or 3, got {self.channels}")
         if len(self.mean) != self.channels or len(self.std) != self.channels:
@@ -80,22 +85,12 @@ def roi_box(spec: Preprocess, height: int, width: int) -> tuple[int, int, int, i
     return x, y, w, h
 
 
-def resize_linear(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """cv2.resize INTER_LINEAR to (height, width) with IPP off for this call (the flag is per thread)."""
-    ipp = cv2.ipp.useIPP()
-    cv2.ipp.setUseIPP(False)
-    try:
-        return cv2.resize(img, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
-    finally:
-        cv2.ipp.setUseIPP(ipp)
-
-
 def preprocess_frame(frame: np.ndarray, spec: Preprocess) -> np.ndarray:
     """Steps 1-4 on the CPU with OpenCV: uint8 frame -> C x H x W float32 normalized image."""
     frame = check_frame(frame)
     x, y, w, h = roi_box(spec, frame.shape[0], frame.shape[1])
     crop = frame[y : y + h, x : x + w].astype(np.float32)
-    img = resize_linear(crop, spec.size)
+    img = resize_image(crop, spec.size, spec.resize)
     img = img.reshape(spec.size[0], spec.size[1], frame.shape[2])
     if frame.shape[2] == 3 and spec.channels == 3:
         img = img[:, :, ::-1]

@@ -101,13 +101,14 @@ def test_bad_levels_and_impl() -> None:
         decouple(x, impl="cuda")
 
 
-def test_preprocess_definition_on_a_frame() -> None:
-    """Spelled out: crop, float resize, BGR->RGB, /255, normalize."""
+@pytest.mark.parametrize(("mode", "flag"), [("area", cv2.INTER_AREA), ("linear", cv2.INTER_LINEAR)])
+def test_preprocess_definition_on_a_frame(mode: str, flag: int) -> None:
+    """Spelled out: crop, float resize (area by default: antialiased), BGR->RGB, /255, normalize."""
     rng = np.random.default_rng(1)
     frame = rng.integers(0, 256, (41, 57, 3), dtype=np.uint8)
-    spec = Preprocess(size=(20, 24), roi=(5, 3, 40, 30), mean=(0.4, 0.5, 0.6), std=(0.2, 0.3, 0.25), levels=2)
+    spec = Preprocess(size=(20, 24), roi=(5, 3, 40, 30), mean=(0.4, 0.5, 0.6), std=(0.2, 0.3, 0.25), levels=2, resize=mode)
     crop = frame[3:33, 5:45].astype(np.float32)
-    img = cv2.resize(crop, (24, 20), interpolation=cv2.INTER_LINEAR)[:, :, ::-1] / 255.0
+    img = cv2.resize(crop, (24, 20), interpolation=flag)[:, :, ::-1] / 255.0
     want = ((img - np.array(spec.mean)) / np.array(spec.std)).transpose(2, 0, 1)
     assert np.abs(preprocess_frame(frame, spec) - want).max() < 1e-5
 
@@ -139,7 +140,7 @@ def test_frame_to_bands_batch_and_single_agree(impl: str) -> None:
     "frame, spec, match",
     [
         (np.zeros((10, 10, 3), np.float32), Preprocess(size=(8, 8)), "uint8"),
-        (np.zeros((10, 10, 4), np.uint8), Preprocess(size=(8, 8)), "H x W x 3"),
+        (np.zeros((10, 10, 4), np.uint8), Preprocess(size=(8, 8)), "channel axis of 1 \\(gray\\) or 3"),
         (np.zeros((10, 10, 3), np.uint8), Preprocess(size=(8, 8), roi=(5, 5, 8, 8)), "does not fit"),
     ],
 )
@@ -183,17 +184,49 @@ def test_fd_cli_bad_input_is_one_line(tmp_path) -> None:
     assert proc.stderr.strip().count("\n") == 0 and "broken.png" in proc.stderr
 
 
-def test_resize_is_opencvs_own_code_on_every_platform() -> None:
+@pytest.mark.parametrize(("mode", "flag"), [("area", cv2.INTER_AREA), ("linear", cv2.INTER_LINEAR)])
+def test_resize_is_opencvs_own_code_on_every_platform(mode: str, flag: int) -> None:
     """x86 wheels resize floats with IPP (float64 coordinates); ARM and the Triton kernel use
     OpenCV's own code (float32 coordinates). preprocess_frame always uses the latter."""
     frame = np.random.default_rng(5).integers(0, 256, (1080, 1920, 3), dtype=np.uint8)
-    spec = Preprocess(size=(255, 257), mean=(0, 0, 0), std=(1, 1, 1))
+    spec = Preprocess(size=(255, 257), mean=(0, 0, 0), std=(1, 1, 1), resize=mode)
     before = cv2.ipp.useIPP()
     got = preprocess_frame(frame, spec)
     assert cv2.ipp.useIPP() == before
     cv2.ipp.setUseIPP(False)
     try:
-        want = cv2.resize(frame.astype(np.float32), (257, 255), interpolation=cv2.INTER_LINEAR)[:, :, ::-1] / 255.0
+        want = cv2.resize(frame.astype(np.float32), (257, 255), interpolation=flag)[:, :, ::-1] / 255.0
     finally:
         cv2.ipp.setUseIPP(before)
     assert np.abs(got - want.transpose(2, 0, 1)).max() < 1e-6
+
+
+@pytest.mark.parametrize(("src", "dst"), [((512, 512), (128, 128)), ((37, 53), (17, 29)), ((31, 49), (60, 61)),
+                                          ((900, 900), (128, 128)), ((40, 30), (20, 60)), ((513, 100), (128, 100))])
+@pytest.mark.parametrize(("mode", "flag"), [("area", cv2.INTER_AREA), ("linear", cv2.INTER_LINEAR)])
+def test_resize_tables_are_opencvs_resize(src: tuple[int, int], dst: tuple[int, int], mode: str, flag: int) -> None:
+    """The per-axis tap tables the Triton kernel reads reproduce cv2.resize (IPP off) on every
+    element: cell averaging when downscaling, OpenCV's own 2-tap coefficients when any axis grows."""
+    from edgefreq.kernels.resize import area_path, resize_image, resize_table
+
+    img = np.random.default_rng(0).integers(0, 256, src).astype(np.float32)
+    cells = area_path(src, dst)
+    mats = []
+    for n, d in zip(src, dst):
+        index, weight = resize_table(n, d, 0, mode, cells)
+        r = np.zeros((d, n))
+        for k in range(index.shape[0]):
+            np.add.at(r, (np.arange(d), index[k]), weight[k])
+        mats.append(r)
+    assert np.abs(mats[0] @ img @ mats[1].T - resize_image(img, dst, mode)).max() <= 1e-4 * 255
+    assert np.abs(resize_image(img, dst, mode) - cv2.resize(img, dst[::-1], interpolation=flag)).max() <= 1e-2  # IPP or not
+
+
+def test_area_resize_antialiases() -> None:
+    """Thin white lines every 4th column, downscaled 4x: area keeps their mean (0.25 everywhere);
+    linear samples between them and loses every line (0 everywhere): aliasing."""
+    lines = ((np.indices((64, 64))[1] % 4 == 0) * 255).astype(np.uint8)
+    area = preprocess_frame(lines, Preprocess(size=(16, 16), channels=1, mean=(0.0,), std=(1.0,)))
+    linear = preprocess_frame(lines, Preprocess(size=(16, 16), channels=1, mean=(0.0,), std=(1.0,), resize="linear"))
+    assert np.abs(area - 0.25).max() < 1e-6
+    assert np.abs(linear).max() < 1e-6

@@ -133,6 +133,9 @@ FRAME_CASES = [  # (frame B x H x W x C, spec): gray and BGR, odd sizes, ROI, do
     ((1, 21, 17, 1), Preprocess(size=(33, 35), levels=2, channels=1, mean=(0.4,), std=(0.3,), roi=(3, 2, 9, 15))),
     ((2, 50, 70, 3), Preprocess(size=(40, 40), levels=3, roi=(5, 7, 41, 33), clip_high=True)),
     ((1, 64, 48, 3), Preprocess(size=(32, 24), levels=2, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))),
+    ((1, 64, 48, 3), Preprocess(size=(16, 12), levels=2)),  # 4x area: 4 x 4 taps per pixel
+    ((2, 45, 61, 3), Preprocess(size=(23, 31), levels=2, resize="linear")),
+    ((1, 21, 17, 1), Preprocess(size=(33, 35), levels=2, channels=1, mean=(0.4,), std=(0.3,), roi=(3, 2, 9, 15), resize="linear")),
 ]
 
 
@@ -144,14 +147,15 @@ def test_frame_to_bands_matches_opencv(poisoned: None, shape: tuple[int, ...], s
 
 
 def test_preprocessing_is_opencvs_resize_exactly(poisoned: None) -> None:
-    """Levels 1 = the preprocessed image: OpenCV's own INTER_LINEAR (IPP off; IPP takes the source
-    coordinate in float64 instead of float32 and differs by up to ~1e-4 on some sizes) to 1e-6."""
+    """Levels 1 = the preprocessed image: OpenCV's own INTER_AREA / INTER_LINEAR (IPP off; IPP takes
+    the source coordinate in float64 instead of float32 and differs by up to ~1e-4 on some sizes) to 1e-6."""
     frames = np.random.default_rng(4).integers(0, 256, (1, 37, 53, 3), dtype=np.uint8)
     use_ipp = cv2.ipp.useIPP()
     cv2.ipp.setUseIPP(False)
     try:
         for spec in [Preprocess(size=(17, 29), levels=1), Preprocess(size=(60, 61), levels=1, roi=(2, 3, 49, 31)),
-                     Preprocess(size=(9, 64), levels=1, roi=(52, 0, 1, 37), channels=1, mean=(0.5,), std=(0.2,))]:
+                     Preprocess(size=(9, 64), levels=1, roi=(52, 0, 1, 37), channels=1, mean=(0.5,), std=(0.2,)),
+                     Preprocess(size=(17, 29), levels=1, resize="linear"), Preprocess(size=(12, 13), levels=1)]:
             (image,) = fd_triton.frame_to_bands_triton(torch.from_numpy(frames).to(DEVICE), spec, block=BIG)
             reference = preprocess_frame(frames[0], spec)
             assert float(np.abs(image[0].cpu().numpy() - reference).max()) <= 1e-6
@@ -212,11 +216,12 @@ from edgefreq.kernels.fd_triton import CHUNK, WARPS, _fd_kernel
 pointers = {"src": None, "out": "*fp32", "pw": "*fp32", "qw": "*fp32", "pstart": "*i32", "qstart": "*i32",
             "pchunks": "*i32", "qchunks": "*i32", "ty": "*i32", "wy": "*fp32", "tx": "*i32", "wx": "*fp32",
             "norm": "*fp32"}
-for arch, mode, levels, block in [(90, 1, 2, 16), (90, 2, 3, 32), (90, 0, 2, 64), (87, 1, 3, 32)]:
+for arch, mode, levels, block, taps in [(90, 1, 2, 16, 4), (90, 2, 3, 32, 2), (90, 0, 2, 64, 1), (87, 1, 3, 32, 8)]:
     sig = dict(pointers, src="*fp32" if mode == 0 else "*u8")
     sig.update({n: "i32" for n in ["H", "W", "C", "s_b", "s_c", "s_y", "s_x", "tiles_h", "tiles_w"]})
     sig["level_stride"] = "i64"
-    const = dict(LEVELS=levels, MODE=mode, CH_MUL=-1, CH_ADD=2, CLIP=True, BLOCK=block, K=CHUNK, PSPAN=96, QSPAN=96)
+    const = dict(LEVELS=levels, MODE=mode, CH_MUL=-1, CH_ADD=2, CLIP=True, BLOCK=block, K=CHUNK, PSPAN=96, QSPAN=96,
+                 TY=taps, TX=taps)
     sig.update({n: "constexpr" for n in const})
     kernel = triton.compile(ASTSource(_fd_kernel, sig, constexprs=const), target=GPUTarget("cuda", arch, 32),
                             options=dict(num_warps=WARPS[block]))
