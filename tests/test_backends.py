@@ -134,3 +134,18 @@ def test_infer_splits_batches_above_max_batch():
     assert capped.chunks == [3, 3, 1]
     np.testing.assert_allclose(score, free.infer(bands)[0])
     assert free.chunks == [7] and amap.shape == (7, 32, 32)
+
+
+def test_openmp_threads_sleep_instead_of_spinning_unless_the_user_says_otherwise():
+    """OpenMP's busy-wait made a .pt2 take ~650 ms a frame on a loaded box (reliability.md, item 14);
+    the runtime sets OMP_WAIT_POLICY=PASSIVE before torch loads libgomp, keeping a user's own value."""
+    import os
+    import subprocess
+    import sys
+
+    code = "import edgefreq.runtime, os, torch; print(os.environ.get('OMP_WAIT_POLICY'))"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert out.strip() == "PASSIVE"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**env, "OMP_WAIT_POLICY": "ACTIVE"}, check=True).stdout
+    assert out.strip() == "ACTIVE"
