@@ -18,8 +18,7 @@ from edgefreq import plots
 from edgefreq.calibration import Calibration, false_reject_rate
 from edgefreq.data import load_image, load_mask, scan_dataset
 from edgefreq.errors import UserError
-from edgefreq.config import load_yaml
-from edgefreq.rundir import SUMMARY_FILE, load_run
+from edgefreq.rundir import generator_line, load_run
 from edgefreq.scoring import score_paths
 
 
@@ -34,15 +33,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def auroc(labels: np.ndarray, scores: np.ndarray) -> float | None:
     """ROC AUC with defect = positive; None when only one class is present."""
     return float(roc_auc_score(labels, scores)) if 0 < labels.sum() < len(labels) else None
-
-
-def generator_line(run: Path) -> tuple[bool | None, str]:
-    """(beat the mean image?, the one line train printed) from RUN/train_summary.yaml."""
-    path = Path(run) / SUMMARY_FILE
-    if not path.exists():
-        return None, "no generator check (trained before it existed): train the run again to get one"
-    summary = load_yaml(path)
-    return summary.get("beats_mean_image"), str(summary.get("line", ""))
 
 
 def warnings_for(report: dict) -> list[str]:

@@ -148,6 +148,15 @@ def read_config(run: Path) -> RunConfig:
     return from_dict(RunConfig, load_yaml(run / "config.yaml"), where=str(run / "config.yaml"))
 
 
+def generator_line(run: Path) -> tuple[bool | None, str]:
+    """(did the generator beat the mean training image?, the line train printed), from RUN/train_summary.yaml."""
+    path = Path(run) / SUMMARY_FILE
+    if not path.exists():
+        return None, "no generator check (trained before it existed): train the run again to get one"
+    summary = load_yaml(path)
+    return summary.get("beats_mean_image"), str(summary.get("line", ""))
+
+
 def read_split(run: Path) -> tuple[Path, list[Path], list[Path]]:
     """(data root, training images, calibration images) as absolute paths."""
     path = run / "split.yaml"

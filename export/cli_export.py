@@ -17,7 +17,7 @@ import numpy as np
 from edgefreq.calibration import Calibration, calibration_batches
 from edgefreq.errors import UserError
 from edgefreq.kernels import Preprocess
-from edgefreq.rundir import load_run, read_split
+from edgefreq.rundir import generator_line, load_run, read_split
 
 from .onnx import DEFAULT_OPSET, export_onnx
 
@@ -63,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
     if out.suffix != ".onnx":
         raise UserError(f"{out}: --out must be a .onnx file")
     model, cfg = load_run(args.run, "cpu")
+    beats, line = generator_line(args.run)
+    if beats is False:
+        print(f"warning: {line}")
     calibration = run_calibration(args.run)
     if calibration is None:
         print(f"warning: {args.run} is not calibrated (no calibration.yaml): the sidecar has no threshold and `edgefreq run` will refuse it; run `edgefreq calibrate {args.run}` and export again")

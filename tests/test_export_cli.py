@@ -129,3 +129,10 @@ def test_build_pt2_from_the_export_runs_on_cpu(exported, capsys):
     np.testing.assert_allclose(score, ref_score, rtol=1e-4)
     np.testing.assert_allclose(amap, ref_map, rtol=1e-4, atol=1e-4 * np.abs(ref_map).max())
     print(out)
+
+
+def test_export_warns_on_a_generator_that_did_not_learn(tmp_path: Path, capsys) -> None:
+    run = make_run(tmp_path / "run")
+    write_yaml(run / "train_summary.yaml", {"beats_mean_image": False, "line": "the generator did NOT beat the mean training image: ..."})
+    assert main(["export", str(run), "--out", str(tmp_path / "m.onnx")]) == 0
+    assert "warning: the generator did NOT beat the mean training image" in capsys.readouterr().out
