@@ -62,7 +62,7 @@ def test_open_backend_refuses_wrong_paths(export, tmp_path):
         open_backend(tmp_path / "missing.engine")
     other = tmp_path / "notes.txt"
     other.write_text("x")
-    with pytest.raises(UserError, match=r"not an engine \(.onnx, .plan, .pt2\) or a run folder"):
+    with pytest.raises(UserError, match=r"not an engine \(.onnx, .plan, .rtx, .pt2\) or a run folder"):
         open_backend(other)
     copy = tmp_path / "tile.onnx"
     copy.write_bytes(path.read_bytes()[:-1] + b"\0")
