@@ -25,7 +25,7 @@ from edgefreq.errors import UserError
 from edgefreq.runtime.capture import Capture
 from edgefreq.runtime.cli_run import EMBEDDED
 from edgefreq.runtime.sources import SourceOptions, open_source
-from edgefreq.runtime.sources.genicam import INSTALL, to_image
+from edgefreq.runtime.sources.genicam import INSTALL, FrameGaps, to_image
 
 SERIAL = "EF01"
 DEVICE = f"Aravis-Fake-{SERIAL}"
@@ -95,6 +95,26 @@ def test_rgb_mono_and_row_padding() -> None:
     mono = np.arange(35, dtype=np.uint8).reshape(5, 7)
     image = to_image(mono.tobytes(), 7, 5, 0, "Mono8")
     assert np.array_equal(image, mono) and image.flags.writeable
+
+
+@pytest.mark.parametrize(
+    "ids, missing",
+    [
+        ([1, 2, 3, 4], 0),
+        ([1, 3, 4], 1),
+        ([1, 5], 3),
+        ([1, 3, 2, 4], 0),  # 2 came late, after 3: not lost
+        ([65534, 65535, 1, 2], 0),  # 16-bit GigE Vision block ids wrap to 1
+        ([65534, 2], 2),  # 65535 and 1 lost across the wrap
+        ([5, 5, 6], 0),
+        ([70000, 70002], 1),  # 64-bit ids (GigE Vision 2, USB3 Vision) do not wrap at 16 bits
+    ],
+)
+def test_frame_id_gaps_count_lost_frames(ids: list[int], missing: int) -> None:
+    gaps = FrameGaps()
+    for frame_id in ids:
+        gaps.add(frame_id)
+    assert gaps.missing == missing
 
 
 # ---------------------------------------------------------------------- the simulator

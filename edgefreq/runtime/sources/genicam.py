@@ -170,6 +170,36 @@ def list_cameras() -> list[dict[str, str]]:
     ]
 
 
+class FrameGaps:
+    """Frames a camera sent that never reached us, from the gaps in its frame ids (`missing`).
+
+    A late frame (Aravis hands buffers out as they complete) fills the gap it had opened; GigE
+    Vision 1.x block ids are 16-bit and wrap from 65535 to 1 (0 is invalid)."""
+
+    def __init__(self) -> None:
+        self.missing = 0
+        self._last: int | None = None
+
+    def restart(self) -> None:
+        """The camera counts afresh (acquisition restarted)."""
+        self._last = None
+
+    def add(self, frame_id: int) -> None:
+        if frame_id == 0:
+            return
+        if self._last is None:
+            self._last = frame_id
+            return
+        step = frame_id - self._last
+        if step < -0x8000 and self._last <= 0xFFFF:
+            step += 0xFFFF
+        if step < 0:
+            self.missing = max(0, self.missing - 1)
+        elif step > 0:
+            self.missing += step - 1
+            self._last = frame_id
+
+
 class GenICamSource(Source):
     """A GenICam camera streaming through Aravis; see the module docstring."""
 
@@ -190,7 +220,7 @@ class GenICamSource(Source):
         self._camera = None
         self._stream = None
         self._incomplete = 0
-        self._missing = 0
+        self._gaps = FrameGaps()
         self._waiting = False
         self._gone = False
         self.last_timestamps = (0, 0)  # (camera clock, host arrival) of the last frame read, ns
@@ -228,7 +258,7 @@ class GenICamSource(Source):
         return self._waiting
 
     def lost(self) -> int:
-        return self._incomplete + self._missing
+        return self._incomplete + self._gaps.missing
 
     def close(self) -> None:
         with self._lock:
@@ -268,7 +298,7 @@ class GenICamSource(Source):
     # ------------------------------------------------------------------ internals
     def _take(self, buffer) -> np.ndarray | None:
         """The image in a popped buffer, or None (counted) when the camera delivered it incomplete."""
-        self._count_gap(buffer.get_frame_id())
+        self._gaps.add(buffer.get_frame_id())
         if buffer.get_status() != self._aravis.BufferStatus.SUCCESS:
             self._incomplete += 1
             if self._incomplete == 1 or self._incomplete % 100 == 0:
@@ -283,17 +313,6 @@ class GenICamSource(Source):
             return None
         self.last_timestamps = (buffer.get_timestamp(), buffer.get_system_timestamp())
         return to_image(data, width, height, padding, self._format)
-
-    def _count_gap(self, frame_id: int) -> None:
-        """Frames the camera sent that never reached us show as a gap in its frame ids."""
-        last, self._last_id = self._last_id, frame_id
-        if last is None or frame_id == 0:
-            return
-        step = frame_id - last
-        if step < 0 and last <= 0xFFFF:  # GigE Vision 1.x: 16-bit block ids wrap to 1 (0 is invalid)
-            step += 0xFFFF
-        if step > 1:
-            self._missing += step - 1
 
     def _probe(self) -> None:
         """A triggered camera has been quiet for `timeout` s: is it still there, still triggered?"""
@@ -325,7 +344,7 @@ class GenICamSource(Source):
             self._lost_handler = camera.get_device().connect("control-lost", self._on_control_lost)
             self._camera, self._stream = camera, stream
             log.info("%s: %s", self.uri, self.description)
-            self._last_id = None
+            self._gaps.restart()
             self._waiting = False
             self._quiet_since = time.monotonic()
 
