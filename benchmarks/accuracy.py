@@ -31,7 +31,7 @@ import torch
 import yaml
 from sklearn.metrics import roc_auc_score
 
-from edgefreq.calibrate import calibrate
+from edgefreq.calibrate import VALIDATION_FILE, calibrate
 from edgefreq.calibration import ThresholdPolicy
 from edgefreq.config import load_yaml, to_dict, write_yaml
 from edgefreq.evaluate import evaluate
@@ -80,7 +80,7 @@ def run_one(entry: dict, seed: int, runs: Path) -> dict:
     if twin is None:
         train(cfg, data, out)
     else:
-        shutil.copytree(twin, out, ignore=shutil.ignore_patterns("eval", "calibration.yaml", STATS_FILE, "checkpoint*"), dirs_exist_ok=True)
+        shutil.copytree(twin, out, ignore=shutil.ignore_patterns("eval", "calibration.yaml", STATS_FILE, VALIDATION_FILE, "checkpoint*"), dirs_exist_ok=True)
         write_yaml(out / "config.yaml", to_dict(cfg), "config")
     train_s = time.perf_counter() - t0
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
@@ -97,6 +97,7 @@ def run_one(entry: dict, seed: int, runs: Path) -> dict:
         "scoring": report["scoring"],
         "generator_beats_mean_image": report["generator_beats_mean_image"],
         "image_auroc_ci95": bootstrap_ci(report),
+        "validation_forged_auroc": load_yaml(out / VALIDATION_FILE)["forged_auroc"],
         "dataset": data.name,
         "config": entry["config"],
         "overrides": overrides,
@@ -144,8 +145,8 @@ def summary_table(rows: list[dict]) -> list[str]:
     for r in rows:
         groups.setdefault((r["dataset"], r["name"]), []).append(r)
     lines = ["## Mean over seeds", "",
-             "| dataset | run | seeds | image AUROC mean +- std | min - max | false-reject (test good) | escape | generator beat the mean image |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| dataset | run | seeds | image AUROC mean +- std | min - max | false-reject (test good) | escape | generator beat the mean image | validation (forged) AUROC |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for (dataset, name), group in groups.items():
         auc = np.array([r["image_auroc"] for r in group if r["image_auroc"] is not None])
         if not auc.size:
@@ -155,7 +156,9 @@ def summary_table(rows: list[dict]) -> list[str]:
         esc = np.mean([r["escape_rate"] for r in group if r["escape_rate"] is not None])
         beats = [r.get("generator_beats_mean_image") for r in group]
         beat = "n/a" if all(b is None for b in beats) else f"{sum(bool(b) for b in beats)} of {len(beats)}"
-        lines.append(f"| {dataset} | {name} | {len(group)} | {auc.mean():.3f}{std} | {auc.min():.3f} - {auc.max():.3f} | {fr:.3f} | {esc:.3f} | {beat} |")
+        val = [r["validation_forged_auroc"] for r in group if r.get("validation_forged_auroc") is not None]
+        val = f"{np.mean(val):.3f}" if val else "n/a"
+        lines.append(f"| {dataset} | {name} | {len(group)} | {auc.mean():.3f}{std} | {auc.min():.3f} - {auc.max():.3f} | {fr:.3f} | {esc:.3f} | {beat} | {val} |")
     return lines + [""]
 
 

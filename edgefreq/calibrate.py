@@ -7,6 +7,12 @@ standardization of the content and latent terms for OCR-GAN) are fitted on these
 image's score for the threshold is computed with statistics fitted on the OTHER images
 (leave-one-out), so no image counts twice. `--set model.map=msgms` (any of models.SCORING_KEYS)
 rescores a trained run: training never reads those keys.
+
+Validation (RUN/validation.yaml): a forged copy of every calibration image (CutPaste + CutOut, the
+run's forge settings, a fixed seed), scored under the statistics without its clean image, against
+the clean leave-one-out scores: the image AUROC of good vs forged parts. It uses no test image,
+so it is what a scoring setting (or the shipped config) may be chosen on; real defects differ from
+forgeries, so it ranks settings, it does not predict the test AUROC.
 """
 
 from __future__ import annotations
@@ -14,16 +20,21 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
+import torch
 from safetensors.torch import save_file
 
 from edgefreq.calibration import KINDS, Calibration, ThresholdPolicy
-from edgefreq.config import from_dict, to_dict, write_yaml
-from edgefreq.data import scan_dataset
+from edgefreq.config import from_dict, load_yaml, to_dict, write_yaml
+from edgefreq.data import ForgeConfig, forge_batch, scan_dataset
 from edgefreq.errors import UserError
 from edgefreq.models import SCORING_KEYS
 from edgefreq.models.score_head import scoring_settings
 from edgefreq.rundir import STATS_FILE, RunConfig, apply_overrides, first_difference, load_run, read_config, read_split, training_key
 from edgefreq.scoring import raw_parts_paths
+
+VALIDATION_FILE = "validation.yaml"
+VALIDATION_SEED = 12345  # the forgeries are the same for every scoring setting of a run
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -69,15 +80,35 @@ def calibrate(
     if missing:
         raise UserError(f"{missing[0]}: calibration image not found (the data folder moved? pass --data)")
     raw, latent = raw_parts_paths(model, cfg.preprocess, paths, batch, desc="calibrating")
-    scores = model.head.fit(raw, latent)
+    generator = torch.Generator().manual_seed(VALIDATION_SEED)
+    forge = cfg.forge if cfg.forge.active else ForgeConfig()
+    forged = raw_parts_paths(model, cfg.preprocess, paths, batch, desc="validating", transform=lambda x: forge_batch(x.cpu(), forge, generator).to(x.device))
+    scores, forged_scores = model.head.fit(raw, latent, forged)
     calibration = Calibration.from_scores(scores.numpy(), policy)
+    validation = {
+        "forged_auroc": forged_auroc(scores.numpy(), forged_scores.numpy()),
+        "images": len(paths),
+        "what": "good calibration images (leave-one-out scores) vs a CutPaste + CutOut forged copy of each, no test image",
+        "scoring": scoring_settings(cfg.model),
+    }
     # written only now that everything is computed: a failure above leaves the run as it was
     if overrides:
         write_yaml(run / "config.yaml", to_dict(cfg), "config")
     stats = {k: v.detach().float().contiguous() for k, v in model.head.stats().items()}
     save_file(stats, str(run / STATS_FILE), metadata=scoring_settings(cfg.model))
     calibration.save(run / "calibration.yaml")
+    write_yaml(run / VALIDATION_FILE, validation, "validation")
     return calibration
+
+
+def forged_auroc(good: np.ndarray, forged: np.ndarray) -> float | None:
+    """Image AUROC of forged (positive) against good scores; None without scikit-learn (the eval extra)."""
+    try:
+        from sklearn.metrics import roc_auc_score
+    except ModuleNotFoundError:
+        return None
+    labels = np.r_[np.zeros(len(good)), np.ones(len(forged))]
+    return float(roc_auc_score(labels, np.r_[good, forged]))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -88,5 +119,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"threshold {c.threshold:.5g} ({policy.describe()}): false-reject rate {c.false_reject_rate:.3f} on these images")
     if c.warning:
         print(f"warning: {c.warning}")
-    print(f"wrote {args.run / 'calibration.yaml'} and {args.run / STATS_FILE}")
+    auroc = load_yaml(args.run / VALIDATION_FILE)["forged_auroc"]
+    if auroc is None:
+        print("validation on forged anomalies skipped: it needs scikit-learn (pip install 'edgefreq[eval]')")
+    else:
+        print(f"validation: image AUROC {auroc:.3f} of good vs forged copies of the calibration images (no test image used)")
+    print(f"wrote {args.run / 'calibration.yaml'}, {args.run / STATS_FILE} and {args.run / VALIDATION_FILE}")
     return 0

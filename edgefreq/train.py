@@ -220,8 +220,8 @@ def train(cfg: RunConfig, data: Path, out: Path) -> Path:
     generators = {"loader": generator, "forge": forge_gen}
     weights = out / "model.safetensors"
     done = load_checkpoint(out, model, optimizers, generators, ema)
-    if (done >= cfg.train.epochs or not model.trainable) and weights.exists():
-        tqdm.write(f"{out}: already trained for {done} epochs")
+    if weights.exists():  # written only when training finished (a twin copied without its checkpoint too)
+        tqdm.write(f"{out}: already trained ({cfg.train.epochs} epochs)")
         return weights
     if done:
         tqdm.write(f"resuming {out} after epoch {done}/{cfg.train.epochs}")

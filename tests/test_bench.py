@@ -129,13 +129,10 @@ class OneConv(AnomalyModel):
     def reconstruct(self, bands: list[torch.Tensor]) -> torch.Tensor:
         return self.norm(self.conv(bands[0]))
 
-    def losses_g(self, bands: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        loss = ((self.reconstruct(bands) - bands[0]) ** 2).mean()
-        return {"total": loss}
-
-    def score(self, bands: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        err = (bands[0] - self.reconstruct(bands)) ** 2
-        return err.flatten(1).mean(dim=1), self.anomaly_map(err)
+    def losses_g(self, bands: list[torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        x_hat = self.reconstruct(bands)
+        loss = ((x_hat - bands[0]) ** 2).mean()
+        return {"total": loss, "content": loss}, x_hat
 
 
 def test_roofline_of_one_conv_by_hand() -> None:

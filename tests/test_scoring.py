@@ -83,12 +83,19 @@ def test_fit_scores_are_leave_one_out() -> None:
     head, raw, _, loo = fitted_head("pixel")
     for i in range(raw.shape[0]):
         others = torch.cat([raw[:i], raw[i + 1 :]])
-        single, _, _, _ = (ScoreHead(head.cfg, (8, 8)), None, None, None)
+        single = ScoreHead(head.cfg, (8, 8))
         single.fit(others, None)
         score, _ = single(raw[i : i + 1], None)
         assert torch.allclose(score.double(), loo[i : i + 1], rtol=1e-5), i
     # the engine's statistics are those of every image
     assert torch.allclose(head.pixel_mean, raw.mean(0), atol=1e-6)
+    # a probe (a forged copy of image i) is scored under the statistics without image i
+    probe = raw.flip(-1) * 1.5
+    _, probe_scores = ScoreHead(head.cfg, (8, 8)).fit(raw, None, (probe, None))
+    for i in range(raw.shape[0]):
+        single = ScoreHead(head.cfg, (8, 8))
+        single.fit(torch.cat([raw[:i], raw[i + 1 :]]), None)
+        assert torch.allclose(single(probe[i : i + 1], None)[0].double(), probe_scores[i : i + 1], rtol=1e-5), i
 
 
 def test_std_floor_is_a_fraction_of_the_median_std() -> None:

@@ -167,6 +167,9 @@ def test_rescoring_a_trained_run_without_training(shapes: Path, tmp_path: Path) 
     assert (run / "model.safetensors").read_bytes() == weights
     assert yaml.safe_load((run / "config.yaml").read_text())["model"]["map"] == "msgms"
     assert first.threshold != second.threshold
+    validation = yaml.safe_load((run / "validation.yaml").read_text())
+    assert 0.0 <= validation["forged_auroc"] <= 1.0 and validation["images"] == 5
+    assert validation["scoring"]["map"] == "msgms"
     model, cfg = load_run(run)
     assert cfg.model.normalize == "pixel" and not torch.all(model.head.pixel_std == 1)
     with pytest.raises(UserError, match=r"model\.ngf.*needs a new training run"):

@@ -58,9 +58,12 @@ class ScoreHead(nn.Module):
 
     # --- statistics ----------------------------------------------------------------------
 
-    def fit(self, raw: torch.Tensor, latent: torch.Tensor | None) -> torch.Tensor:
+    def fit(
+        self, raw: torch.Tensor, latent: torch.Tensor | None, probe: tuple[torch.Tensor, torch.Tensor | None] | None = None
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Set the statistics from good images' raw maps N x H x W (and latents N); returns their
-        N leave-one-out scores (float64)."""
+        N leave-one-out scores (float64). With `probe` (raw maps and latents of N other images, e.g.
+        forged copies of the same ones), also their scores, probe i under the statistics without image i."""
         n = raw.shape[0]
         if self.needs_stats(latent is not None) and n < MIN_FIT_IMAGES:
             raise UserError(f"calibration needs at least {MIN_FIT_IMAGES} good images for its statistics, got {n}")
@@ -71,22 +74,26 @@ class ScoreHead(nn.Module):
             loo_var = ((total_sq - raw * raw) / (n - 1) - loo_mean**2).clamp_min(0.0)
             loo_std = self._floored(loo_var.sqrt(), loo_mean)
             content = self.reduce((raw - loo_mean) / loo_std)
+            probe_content = None if probe is None else self.reduce((probe[0].double() - loo_mean) / loo_std)
             mean = total / n
             std = self._floored(((total_sq / n - mean**2).clamp_min(0.0)).sqrt()[None], mean[None])[0]
         else:
             content = self.reduce(raw)
+            probe_content = None if probe is None else self.reduce(probe[0].double())
             mean, std = torch.zeros_like(raw[0]), torch.ones_like(raw[0])
         stats = torch.tensor([0.0, 1.0, 0.0, 1.0], dtype=torch.float64)
-        scores = content
+        scores, probe_scores = content, probe_content
         if latent is not None:
             latent = latent.double()
             c_mean, c_std = _loo_mean_std(content)
             l_mean, l_std = _loo_mean_std(latent)
             lam = self.cfg.lambda_score
             scores = lam * (content - c_mean) / c_std + (1.0 - lam) * (latent - l_mean) / l_std
+            if probe is not None:
+                probe_scores = lam * (probe_content - c_mean) / c_std + (1.0 - lam) * (probe[1].double() - l_mean) / l_std
             stats = torch.stack([content.mean(), _std_floor(content.std()), latent.mean(), _std_floor(latent.std())])
         self.set_stats({"pixel_mean": mean, "pixel_std": std, "term_stats": stats})
-        return scores
+        return scores if probe is None else (scores, probe_scores)
 
     def _floored(self, std: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
         """std (... x H x W) floored at std_floor x its median over the pixels, and at NUMERIC_FLOOR
