@@ -48,7 +48,7 @@ def bgr_frames(n: int, seed: int = 0) -> list[np.ndarray]:
 def make_run(root: Path, channels: int) -> tuple[Path, Path]:
     """A tiny model with `channels` input channels trained on synthetic frames: (run folder, .onnx)."""
     (root / "data" / "train" / "good").mkdir(parents=True)
-    for i, image in enumerate(gray_frames(12) if channels == 1 else bgr_frames(12)):
+    for i, image in enumerate(gray_frames(20) if channels == 1 else bgr_frames(20)):
         cv2.imwrite(str(root / "data" / "train" / "good" / f"{i:03d}.png"), image)
     stats = "[0.5]" if channels == 1 else "[0.5, 0.5, 0.5]"
     cfg = load_config("cpu-budget", [

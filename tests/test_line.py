@@ -42,7 +42,7 @@ def engine(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("line")
     line = SyntheticLine((64, 64), seed=0, defect_rate=0.0)
     (root / "data" / "train" / "good").mkdir(parents=True)
-    for i in range(12):
+    for i in range(20):
         cv2.imwrite(str(root / "data" / "train" / "good" / f"{i:03d}.png"), line.render(i, None))
     cfg = load_config("cpu-budget", ["model.ngf=4", "model.ndf=4", "preprocess.size=[32, 32]", "train.epochs=1", "train.batch_size=4"])
     train(cfg, root / "data", root / "run")
@@ -146,16 +146,27 @@ def test_a_source_that_fails_midstream_keeps_what_was_decided(engine: Path, tmp_
 
 
 def test_a_dead_sink_never_stalls_the_line(engine: Path, tmp_path: Path) -> None:
-    backend = open_backend(engine)
-    from tests.conftest import free_port
+    """A webhook peer that accepts connections and never answers (each POST waits its full 1 s
+    timeout, retried): a sink delivering in the line's thread would take minutes for 40 frames."""
+    import socket
 
-    dead = open_sink(f"http://127.0.0.1:{free_port()}/hook")
-    good = open_sink(str(tmp_path / "d.jsonl"))
-    capture = Capture(open_source("synthetic://?size=64x64", SourceOptions(max_frames=200)), SourceOptions(max_frames=200))
-    start = time.perf_counter()
-    summary = run_line(capture, Inspector(backend), [dead, good], threading.Event(), sink_timeout=1.0)
-    assert time.perf_counter() - start < 60
-    assert len(records(tmp_path / "d.jsonl")) == summary.frames
+    from edgefreq.runtime.sinks import SinkOptions
+
+    backend = open_backend(engine)
+    silent = socket.create_server(("127.0.0.1", 0), backlog=128)  # never accept()ed: the kernel completes the handshake
+    try:
+        dead = open_sink(f"http://127.0.0.1:{silent.getsockname()[1]}/hook", SinkOptions(timeout_s=1.0, retries=1, backoff_s=0.1))
+        good = open_sink(str(tmp_path / "d.jsonl"))
+        opts = SourceOptions(max_frames=40)
+        decided = []
+        capture = Capture(open_source("synthetic://?size=64x64", opts), opts)
+        start = time.perf_counter()
+        summary = run_line(capture, Inspector(backend), [dead, good], threading.Event(), sink_timeout=1.0,
+                           on_inspection=lambda i: decided.append(time.perf_counter() - start))
+    finally:
+        silent.close()
+    assert len(decided) == 40 and decided[-1] < 10, f"the line took {decided[-1]:.1f} s to decide 40 frames"
+    assert len(records(tmp_path / "d.jsonl")) == summary.frames == 40
     report = summary.sinks[dead.name]
     assert report["sent"] == 0 and report["failed"] + report["dropped"] + report["unsent"] == summary.frames
 
@@ -190,7 +201,8 @@ def test_soak_accounts_for_every_frame_and_memory_stays_flat(engine: Path, tmp_p
             rss.append(int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE"))
 
     opts = SourceOptions(max_frames=1500)
-    capture = Capture(open_source("synthetic://?size=64x64&defect_rate=0.2", opts), opts, capacity=4)
+    # 192 x 192 frames (110 KB each): keeping every frame and its map would grow by ~170 MiB, far past the limit
+    capture = Capture(open_source("synthetic://?size=192x192&defect_rate=0.2", opts), opts, capacity=4)
     summary = run_line(capture, inspector, [sink], threading.Event(), on_inspection=watch)
     assert summary.frames == summary.ok + summary.nok
     assert summary.captured == 1500 == summary.frames + summary.dropped

@@ -76,12 +76,34 @@ def test_binds_loopback_by_default_and_busy_port_is_a_user_error():
     sink = open_sink(f"modbus://:{port}")
     try:
         assert sink.host == "127.0.0.1"
+        assert listening_addresses(port) == ["127.0.0.1"]  # the socket itself, not an attribute: loopback only
         with pytest.raises(UserError, match="cannot listen") as info:
             open_sink(f"modbus://127.0.0.1:{port}")
         assert "\n" not in str(info.value)
     finally:
         sink.close(timeout=5)
     assert wait_until(lambda: _refused(port))  # the server is gone after close
+
+
+def listening_addresses(port: int) -> list[str]:
+    """The local addresses of the TCP sockets listening on `port`, from the kernel's own table."""
+    import ipaddress
+    from pathlib import Path
+
+    table = Path("/proc/net/tcp")
+    if not table.exists():
+        pytest.skip("needs Linux /proc/net/tcp to see which address a socket is bound to")
+    found = []
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        path = Path(name)
+        for line in path.read_text().splitlines()[1:] if path.exists() else []:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.split(":")
+            if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                raw = bytes.fromhex(address)
+                words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))  # kernel order: 32-bit little-endian words
+                found.append(str(ipaddress.ip_address(words)))
+    return found
 
 
 def _refused(port: int) -> bool:
