@@ -437,7 +437,7 @@ def test_backend_binds_buffers_and_sets_shapes_per_chunk(tmp_path):
     plan, side = plan_with_sidecar(tmp_path, max_batch=2)
     backend = TensorRTBackend(plan, side, trt=trt, device="cpu")
     assert (backend.name, backend.max_batch, backend.device) == ("tensorrt", 2, "cpu")
-    assert backend.engine_id == f"bottle.sm90.plan:{side.sha256[:12]}"
+    assert backend.engine_id == f"bottle.sm90.plan@{side.sha256[:12]}"
     rng = np.random.default_rng(0)
     bands = [rng.standard_normal((5, SPEC.channels, *SPEC.size)).astype(np.float32) for _ in range(2)]
     trt.calls.clear()

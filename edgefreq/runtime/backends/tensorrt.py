@@ -90,7 +90,7 @@ class TensorRTBackend(Backend):
         self._stream = torch.cuda.Stream(dev) if self._cuda else None
         self._graphs: dict[int, torch.cuda.CUDAGraph | None] = {}
         self._use_graphs = cuda_graphs and self._cuda
-        super().__init__(spec, sidecar.calibration, sidecar.model, f"{sidecar.engine}:{sidecar.sha256[:12]}", str(dev), max_batch)
+        super().__init__(spec, sidecar.calibration, sidecar.model, sidecar.engine_id, str(dev), max_batch)
 
     def _create_context(self) -> Any:
         """The execution context (the RTX backend attaches its runtime cache here)."""
