@@ -322,3 +322,10 @@ def test_latency_percentiles_use_fixed_memory_and_stay_within_half_a_percent() -
     assert h.counts.nbytes == size and h.n == len(samples)
     for q in (50, 99):
         assert abs(h.percentile(q) / np.percentile(samples, q) - 1) < 0.005
+
+
+def test_the_summary_says_which_decisions_went_without_their_images() -> None:
+    from edgefreq.runtime.loop import Summary
+
+    summary = Summary(sinks={"nokdir:///nok": {"sent": 30, "images_dropped": 12, "dropped": 0, "failed": 0, "unsent": 0}})
+    assert "sink nokdir:///nok: sent 30 (12 without their images)" in summary.text()

@@ -96,7 +96,8 @@ class Summary:
             c = self.confusion
             lines.append(f"against ground truth: {c['tp']} defects caught, {c['fn']} escaped, {c['fp']} good parts rejected, {c['tn']} passed")
         for name, s in self.sinks.items():
-            lines.append(f"sink {name}: sent {s.get('sent', 0)}, dropped {s.get('dropped', 0)}, failed {s.get('failed', 0)}, unsent {s.get('unsent', 0)}")
+            shed = f" ({s['images_dropped']} without their images)" if s.get("images_dropped") else ""
+            lines.append(f"sink {name}: sent {s.get('sent', 0)}{shed}, dropped {s.get('dropped', 0)}, failed {s.get('failed', 0)}, unsent {s.get('unsent', 0)}")
         if self.source_error:
             lines.append(f"the source failed: {self.source_error}")
         return "\n".join(lines)
