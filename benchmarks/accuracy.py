@@ -2,7 +2,8 @@
 
     python benchmarks/accuracy.py benchmarks/plans/cpu-budget.yaml [--only NAME ...] [--runs runs/accuracy]
 
-A plan lists runs: name, dataset (a folder under ../shared/data or a path), config (shipped name
+A plan lists runs: name, dataset (a folder under ../shared/data, under ../derived-data (made by
+benchmarks/make_random_pose.py), or a path), config (shipped name
 or YAML), overrides (`section.key=value`), seeds. Each (name, seed) is trained for the config's
 fixed epochs (the last epoch is the model), calibrated on its held-out good images, evaluated on
 the test set once. A run whose config differs from a finished run's only in scoring keys
@@ -42,6 +43,7 @@ from edgefreq.train import train
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 SHARED_DATA = ROOT.parent / "shared" / "data"
+DERIVED_DATA = ROOT.parent / "derived-data"  # made by scripts in benchmarks/ (make_random_pose.py), never in the repo
 BOOTSTRAP = 2000
 JSONL = RESULTS / "accuracy.jsonl"  # set by main from the plan's `results`
 
@@ -71,7 +73,8 @@ def trained_twin(cfg: RunConfig, data: Path, runs: Path, out: Path) -> Path | No
 
 def run_one(entry: dict, seed: int, runs: Path) -> dict:
     data = Path(entry["dataset"])
-    data = data if data.is_absolute() or data.exists() else SHARED_DATA / data
+    if not (data.is_absolute() or data.exists()):
+        data = SHARED_DATA / data if (SHARED_DATA / data).exists() or not (DERIVED_DATA / data).exists() else DERIVED_DATA / data
     overrides = list(entry.get("overrides", [])) + [f"train.seed={seed}"]
     cfg = load_config(entry["config"], overrides)
     out = runs / f"{data.name}-{entry['name']}-seed{seed}"

@@ -64,6 +64,7 @@ def test_ssim_map_matches_the_definition_on_a_flat_patch() -> None:
 def test_msgms_sees_edges_not_brightness() -> None:
     """A brightness offset has the same gradients (GMS 1): msgms ignores it, sq does not."""
     x = gratings(1)
+    assert error_map("msgms", x, x + 0.3).abs().max() < 1e-4
     assert msgms_map(x, x + 0.3).abs().max() < 1e-4
     assert sq_map(x, x + 0.3).min() > 0.08
 

@@ -98,8 +98,15 @@ def test_d_step_reuses_the_reconstruction_and_reinitializes_a_collapsed_d(shapes
     assert calls.count(True) == steps  # one generator forward per step: the D step reuses it
     assert log_of(tmp_path / "once")[0]["d_reinit"] == 0
     monkeypatch.setattr(train_mod, "D_COLLAPSE", 1e9)  # every D loss "collapsed": D re-initialized every step
+    reinits = []
+    real_reinit = OCRGAN.reinit_discriminator
+    monkeypatch.setattr(OCRGAN, "reinit_discriminator", lambda self: reinits.append(1) or real_reinit(self))
     train_mod.train(cfg, shapes, tmp_path / "reinit")
-    assert log_of(tmp_path / "reinit")[0]["d_reinit"] == steps
+    assert log_of(tmp_path / "reinit")[0]["d_reinit"] == steps == len(reinits)
+    model = OCRGAN(cfg.model, 3, 2, (32, 32))
+    before = [p.clone() for p in model.netd.parameters()]
+    model.reinit_discriminator()
+    assert not all(torch.equal(a, b) for a, b in zip(before, model.netd.parameters()))
 
 
 def test_warmup_epochs_train_only_the_content_loss(shapes: Path, tmp_path: Path) -> None:
