@@ -28,6 +28,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "build": ("edgefreq.export.cli_build", "build an export into a TensorRT plan or an AOTInductor package"),
     "run": ("edgefreq.runtime.cli_run", "the line: camera -> FD -> engine -> OK/NOK -> sinks"),
     "bench": ("edgefreq.runtime.cli_bench", "frame -> decision latency of an engine per stage and batch size (p50/p90/p99/max, fps)"),
+    "cameras": ("edgefreq.runtime.cli_cameras", "list the GenICam (GigE Vision / USB3 Vision) cameras Aravis sees, with their URIs"),
     "fd": ("edgefreq.kernels.cli", "write the frequency bands of an image as PNGs (what the model sees)"),
 }
 
