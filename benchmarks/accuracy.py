@@ -168,10 +168,10 @@ def summary_table(rows: list[dict]) -> list[str]:
 def write_markdown(header: str) -> None:
     rows = [json.loads(line) for line in JSONL.read_text().splitlines()] if JSONL.exists() else []
     lines = [header.rstrip(), ""] + summary_table(rows) + ["## Runs", "",
-             "| dataset | run | seed | epochs | image AUROC | 95 % CI | pixel AUROC | false-reject (test good) | escape | params | GFLOPs/frame | machine | train wall |",
+             "| dataset | run | seed | epochs | image AUROC | 95 % CI | pixel AUROC | false-reject (test good) | escape | params | GFLOPs/frame | machine | training (sum of logged epochs) |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        wall = f"weights of {r['weights_from']}" if r.get("weights_from") else f"{r['train_seconds'] / 60:.1f} min"
+        wall = f"weights of {r['weights_from']}" if r.get("weights_from") else f"{r['train_seconds_logged'] / 60:.1f} min"
         ci = r.get("image_auroc_ci95")
         ci = f"{ci[0]:.3f}-{ci[1]:.3f}" if ci else "n/a"
         lines.append(
