@@ -269,8 +269,12 @@ def run_epochs(cfg: RunConfig, model, optimizers: dict, generators: dict, ema, l
         for images in bar:
             images = images.to(device, non_blocking=True)
             bands = decouple(images, spec.levels, cfg.train.fd_impl, spec.clip_high)
+            inputs, clean = bands, None
+            if cfg.model.denoise:  # DRAEM's objective: the clean image from a forged copy
+                noisy = forge_batch(images.cpu(), cfg.forge, generators["forge"]).to(device)
+                inputs, clean = decouple(noisy, spec.levels, cfg.train.fd_impl, spec.clip_high), model.target(bands)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                losses, x_hat = model.losses_g(bands)
+                losses, x_hat = model.losses_g(inputs, clean)
             step(optimizers["g"], losses["content"] if warmup else losses["total"])
             if optimizers["d"] is not None and not warmup:
                 forged = None

@@ -244,3 +244,18 @@ def test_a_verb_whose_extra_is_missing_names_the_extra(tmp_path: Path) -> None:
     env = {**__import__("os").environ, "PYTHONPATH": str(tmp_path)}
     proc = edgefreq_cli("eval", "--help", env=env)
     assert proc.returncode == 2 and "pip install 'edgefreq[eval]'" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_denoise_trains_the_clean_image_from_a_forged_copy(shapes: Path, tmp_path: Path, monkeypatch) -> None:
+    from edgefreq.models.wfdl import WFDL as Autoencoder
+
+    seen = []
+    real = Autoencoder.losses_g
+    monkeypatch.setattr(Autoencoder, "losses_g", lambda self, bands, clean=None: seen.append((self.target(bands), clean)) or real(self, bands, clean))
+    train_mod.train(load_config("cpu-budget", WFDL + ["train.epochs=1", "model.denoise=true"]), shapes, tmp_path / "denoise")
+    assert seen and all(clean is not None and not torch.equal(x, clean) for x, clean in seen)
+    seen.clear()
+    train_mod.train(load_config("cpu-budget", WFDL + ["train.epochs=1"]), shapes, tmp_path / "plain")
+    assert seen and all(clean is None for _, clean in seen)
+    with pytest.raises(UserError, match="nothing to denoise"):
+        load_config("variation", ["model.denoise=true"])

@@ -6,7 +6,7 @@ reconstruction is the sum of the bands, i.e. the (normalized) image.
 
     model.generator_parameters(), model.discriminator_parameters()  (the latter empty without D)
     model.reconstruct(bands) -> x_hat                     N x C x H x W
-    model.losses_g(bands) -> ({"total": ..., parts}, x_hat)   the generator / autoencoder step
+    model.losses_g(bands, clean) -> ({"total": ..., parts}, x_hat)   the generator / autoencoder step
     model.losses_d(bands, x_hat, fake_bands) -> {"total": ...} the discriminator step (GANs only),
                                                           on G's reconstruction, detached
     model.content(x_hat, x)                               the content loss (training's and the references')
@@ -115,9 +115,10 @@ class AnomalyModel(nn.Module, abc.ABC):
         """x_hat, N x C x H x W, the reconstruction of target(bands)."""
 
     @abc.abstractmethod
-    def losses_g(self, bands: list[torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    def losses_g(self, bands: list[torch.Tensor], clean: torch.Tensor | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """The generator / autoencoder step's loss as "total", with its parts (one of them
-        "content"), and the reconstruction x_hat it was computed on."""
+        "content"), and the reconstruction x_hat it was computed on; `clean` is what x_hat must
+        match when it differs from the bands' image (model.denoise: the bands are of a forged copy)."""
 
     def losses_d(
         self, bands: list[torch.Tensor], x_hat: torch.Tensor, fake_bands: list[torch.Tensor] | None = None

@@ -56,6 +56,7 @@ class ModelConfig:
     cs: bool | None = None  # Channel Selection between the band encoders (needs levels >= 2)
     forged: bool | None = None  # the training loop feeds forged anomalies (CutPaste + CutOut) to D as fakes
     nz: int = 100  # discriminator latent feature size
+    denoise: bool = False  # training: reconstruct the clean image from a forged copy (DRAEM's objective)
     w_adv: float = 1.0
     w_con: float = 50.0
     w_lat: float = 1.0
@@ -89,6 +90,8 @@ class ModelConfig:
                 )
         if self.score_reduce not in SCORE_REDUCTIONS:
             raise UserError(f"model.score_reduce: unknown reduction {self.score_reduce!r} (choose from {', '.join(SCORE_REDUCTIONS)})")
+        if self.denoise and self.kind == "variation":
+            raise UserError("model.denoise: the variation model is fitted, not trained; it has nothing to denoise")
         if self.map not in MAPS:
             raise UserError(f"model.map: unknown anomaly map {self.map!r} (choose from {', '.join(MAPS)})")
         if self.normalize not in NORMALIZATIONS:

@@ -90,9 +90,9 @@ class OCRGAN(AnomalyModel):
         self.netd.apply(dcgan_init)
         self.netd.apply(lambda m: m.reset_running_stats() if isinstance(m, nn.BatchNorm2d) else None)
 
-    def losses_g(self, bands: list[torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    def losses_g(self, bands: list[torch.Tensor], clean: torch.Tensor | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """Gradients also reach D's parameters: zero D's gradients before the D step."""
-        x = self.target(bands)
+        x = self.target(bands) if clean is None else clean
         x_hat = self.reconstruct(bands)
         logit_fake, feat_fake = self.netd(x_hat)
         with torch.no_grad():

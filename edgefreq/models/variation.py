@@ -46,7 +46,7 @@ class Variation(AnomalyModel):
         x = self.target(bands)
         return self.mean_image.to(x.dtype).expand_as(x)
 
-    def losses_g(self, bands: list[torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    def losses_g(self, bands: list[torch.Tensor], clean: torch.Tensor | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         x_hat = self.reconstruct(bands)
-        loss = self.content(x_hat, self.target(bands))
+        loss = self.content(x_hat, self.target(bands) if clean is None else clean)
         return {"total": loss, "content": loss}, x_hat
