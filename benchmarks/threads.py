@@ -74,10 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     rows = []
     for condition in ("idle", "loaded"):
-        stop = mp.Event()
+        ctx = mp.get_context("spawn")
+        stop = ctx.Event()
         rival = None
         if condition == "loaded":
-            rival = mp.get_context("spawn").Process(target=compete, args=(args.config, stop), daemon=True)
+            rival = ctx.Process(target=compete, args=(args.config, stop), daemon=True)
             rival.start()
             time.sleep(3)
         load = os.getloadavg()[0]
