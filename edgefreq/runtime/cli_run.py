@@ -23,6 +23,7 @@ import tempfile
 from pathlib import Path
 
 from edgefreq.errors import UserError
+from edgefreq.runtime import service as line_service
 from edgefreq.runtime.backends import open_backend
 from edgefreq.runtime.capture import Capture
 from edgefreq.runtime.inspector import Inspector
@@ -64,10 +65,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--summary", type=Path, help="also write the summary as JSON to this file")
     p.add_argument("--show", action="store_true", help="show frames, heatmaps and verdicts in a window")
     p.add_argument("--quiet", action="store_true", help="only warnings and the summary on stderr")
+    line_service.add_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="edgefreq: %(message)s", stream=sys.stderr)
+    service = line_service.LineService(args)  # --http and systemd notify: up before the engine loads
+    try:
+        return run_line_of(args, service)
+    finally:
+        service.close()
+
+
+def run_line_of(args: argparse.Namespace, service: line_service.LineService) -> int:
     engine = args.engine or EMBEDDED
     if args.engine is None and not EMBEDDED.exists():
         raise UserError(f"the embedded default model is missing ({EMBEDDED}): reinstall edgefreq or pass --engine")
@@ -107,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
     )
     with StopSignals() as stop:
         capture = Capture(source, options, capacity=args.capacity)
+        service.ready(inspector, capture, sinks, source.uri)
         def show(inspection) -> None:
             display.show(inspection)
             if display.closed:
@@ -114,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
 
         summary = run_line(
             capture, inspector, sinks, stop, max_batch=min(args.batch, backend.max_batch or args.batch),
-            on_inspection=show if display is not None else None,
+            on_inspection=service.observer(show if display is not None else None),
         )
     backend.close()
     if display is not None:
