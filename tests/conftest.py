@@ -26,6 +26,37 @@ from edgefreq.runtime.record import Decision
 REQUIRE_SERVERS = os.environ.get("EDGEFREQ_REQUIRE_SERVERS") == "1"
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models run faster on one thread, and the CPU is shared (use with pytestmark)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def train_interrupted_then_resumed(monkeypatch: pytest.MonkeyPatch, cfg, data: Path, out: Path, after_epoch: int = 2) -> None:
+    """Train `cfg` into `out`, interrupted (KeyboardInterrupt) right after the checkpoint of
+    `after_epoch`, then resumed by running the same training again."""
+    import edgefreq.train as train_mod
+
+    real_save = train_mod.save_checkpoint
+
+    def save_then_interrupt(out, model, optimizers, epoch, generators, ema=None):
+        real_save(out, model, optimizers, epoch, generators, ema)
+        if epoch == after_epoch:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_mod, "save_checkpoint", save_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        train_mod.train(cfg, data, out)
+    assert not (out / "model.safetensors").exists()
+    monkeypatch.setattr(train_mod, "save_checkpoint", real_save)
+    train_mod.train(cfg, data, out)
+
+
 def require_binary(name: str, apt_package: str) -> str:
     """Path of a server binary (PATH, then the sbin folders), else skip (or fail under CI)."""
     found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin:/sbin")

@@ -16,13 +16,7 @@ SIZE = 32
 KIND_LEVELS = [("ocrgan", 1), ("ocrgan", 2), ("ocrgan", 3), ("skipganomaly", 1), ("wfdl", 1), ("wfdl", 2), ("wfdl", 3)]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run faster on one thread, and the CPU is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny(kind: str, levels: int, **kw: object) -> torch.nn.Module:

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 import yaml
-from conftest import load_benchmark
+from conftest import load_benchmark, train_interrupted_then_resumed
 from safetensors.torch import load_file
 
 import edgefreq.train as train_mod
@@ -82,20 +82,8 @@ def test_interrupted_training_resumes_exactly(dataset: Path, tmp_path: Path, mon
     straight = tmp_path / "straight"
     train_mod.train(cfg, dataset, straight)
 
-    real_save = train_mod.save_checkpoint
-
-    def save_then_interrupt(out, model, optimizers, epoch, generators, ema=None):
-        real_save(out, model, optimizers, epoch, generators, ema)
-        if epoch == 2:
-            raise KeyboardInterrupt
-
     broken = tmp_path / "broken"
-    monkeypatch.setattr(train_mod, "save_checkpoint", save_then_interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        train_mod.train(cfg, dataset, broken)
-    assert not (broken / "model.safetensors").exists()
-    monkeypatch.setattr(train_mod, "save_checkpoint", real_save)
-    train_mod.train(cfg, dataset, broken)
+    train_interrupted_then_resumed(monkeypatch, cfg, dataset, broken)
     a, b = load_file(str(straight / "model.safetensors")), load_file(str(broken / "model.safetensors"))
     assert a.keys() == b.keys()
     assert all(np.allclose(a[k].numpy(), b[k].numpy(), atol=1e-6) for k in a)

@@ -16,12 +16,7 @@ from edgefreq.models.score_head import ScoreHead
 SIZE = 32
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def gratings(n: int, seed: int = 0, size: int = SIZE) -> torch.Tensor:

@@ -16,6 +16,7 @@ import yaml
 from safetensors.torch import load_file
 
 import edgefreq.train as train_mod
+from conftest import train_interrupted_then_resumed
 from edgefreq.calibrate import calibrate
 from edgefreq.calibration import ThresholdPolicy
 from edgefreq.errors import UserError
@@ -127,19 +128,8 @@ def test_ema_weights_are_the_model_and_resume_exactly(shapes: Path, tmp_path: Pa
     raw = load_file(str(straight / "checkpoint" / "model.safetensors"))
     assert all(torch.equal(final[k], ema[f"module.{k}"]) for k in final)
     assert not all(torch.equal(final[k], raw[k]) for k in final if final[k].is_floating_point())
-    real_save = train_mod.save_checkpoint
-
-    def save_then_interrupt(out, model, optimizers, epoch, generators, ema=None):
-        real_save(out, model, optimizers, epoch, generators, ema)
-        if epoch == 2:
-            raise KeyboardInterrupt
-
     broken = tmp_path / "broken"
-    monkeypatch.setattr(train_mod, "save_checkpoint", save_then_interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        train_mod.train(cfg, shapes, broken)
-    monkeypatch.setattr(train_mod, "save_checkpoint", real_save)
-    train_mod.train(cfg, shapes, broken)
+    train_interrupted_then_resumed(monkeypatch, cfg, shapes, broken)
     again = load_file(str(broken / "model.safetensors"))
     assert all(torch.allclose(final[k], again[k], atol=1e-6) for k in final)
 
