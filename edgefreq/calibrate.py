@@ -44,6 +44,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--margin", type=float, default=0.1, help="margin for --policy max_margin, as a fraction of max-min (default 0.1)")
     p.add_argument("--k", type=float, default=3.0, help="k for --policy mean_std (default 3)")
     p.add_argument("--data", type=Path, help="calibrate on this folder's train/good instead of the run's held-out images")
+    p.add_argument("--extra-good", type=Path, action="append", default=[], metavar="FOLDER",
+                   help="also calibrate on FOLDER/train/good (e.g. operator feedback: false rejects from `edgefreq run --feedback`); repeatable")
     p.add_argument("--set", action="append", default=[], metavar="model.KEY=VALUE",
                    help=f"change a scoring key of the trained run ({', '.join(SCORING_KEYS)}), e.g. --set model.map=msgms")
     p.add_argument("--batch", type=int, default=16, help="images per batch (default 16)")
@@ -63,7 +65,8 @@ def rescored_config(run: Path, overrides: list[str]) -> RunConfig:
 
 
 def calibrate(
-    run: Path, policy: ThresholdPolicy, data: Path | None = None, batch: int = 16, device: str = "auto", overrides: list[str] = ()
+    run: Path, policy: ThresholdPolicy, data: Path | None = None, batch: int = 16, device: str = "auto", overrides: list[str] = (),
+    extra_good: list[Path] = (),
 ) -> Calibration:
     run = Path(run)
     if batch < 1:
@@ -74,6 +77,7 @@ def calibrate(
         paths = scan_dataset(data).train_good
     else:
         _, _, paths = read_split(run)
+    paths = list(paths) + [p for folder in extra_good for p in scan_dataset(folder).train_good]
     if not paths:
         raise UserError(f"{run}: no calibration images")
     missing = [p for p in paths if not p.exists()]
@@ -113,7 +117,7 @@ def forged_auroc(good: np.ndarray, forged: np.ndarray) -> float | None:
 
 def run(args: argparse.Namespace) -> int:
     policy = ThresholdPolicy(kind=args.policy, q=args.q, margin=args.margin, k=args.k)
-    c = calibrate(args.run, policy, args.data, args.batch, args.device, args.set)
+    c = calibrate(args.run, policy, args.data, args.batch, args.device, args.set, args.extra_good)
     r = c.range
     print(f"{r.count} good images (leave-one-out scores): min {r.min:.5g}  median {r.median:.5g}  max {r.max:.5g}  mean {r.mean:.5g}  std {r.std:.3g}")
     print(f"threshold {c.threshold:.5g} ({policy.describe()}): false-reject rate {c.false_reject_rate:.3f} on these images")

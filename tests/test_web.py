@@ -137,10 +137,36 @@ def test_endpoints_report_the_line(start_line) -> None:
     assert sent == {line.sinks[0].name: status["frames"]}
     assert next(iter(families["edgefreq_engine_info"].samples)).labels["engine"] == line.inspector.engine
 
+    parts = line.get("/api/gallery").json()["parts"]
+    assert parts and all(p["record"]["verdict"] == "NOK" for p in parts) and len(parts) <= status["nok"]
+    assert [p["id"] for p in parts] == sorted((p["id"] for p in parts), reverse=True)  # newest first
+    picture = line.get(f"/api/gallery/{parts[0]['id']}.jpg")
+    assert picture.status_code == 200 and cv2.imdecode(np.frombuffer(picture.content, np.uint8), cv2.IMREAD_COLOR) is not None
+    assert line.get("/api/gallery/999999999.jpg").status_code == 404
+
     etag = line.get("/api/frame.jpg").headers["ETag"]
     assert line.get("/api/frame.jpg", headers={"If-None-Match": etag}).status_code == 304
     page = line.get("/")
     assert page.status_code == 200 and 'id="live"' in page.text and line.get("/static/app.js").status_code == 200
+
+
+def test_the_gallery_keeps_the_newest_nok_parts_within_its_caps(make_decision) -> None:
+    from edgefreq.runtime.web.state import LineState
+
+    def inspection(i: int, verdict: str, side: int = 100):
+        image = np.zeros((side, side, 3), np.uint8)
+        return SimpleNamespace(decision=make_decision(i, verdict), frame=SimpleNamespace(image=image), amap=None, view=image, error=None)
+
+    state = LineState(gallery=3)
+    for i in range(10):
+        state.observe(inspection(i, "NOK" if i % 2 else "OK"))
+    assert [p.id for p in state.gallery()] == [9, 7, 5]
+    snap = state.snapshot()
+    assert (snap.frames, snap.ok, snap.nok, snap.last_frame_id) == (10, 5, 5, 9)
+    by_bytes = LineState(gallery=100, gallery_mb=0.1)  # 30 kB a frame: three fit in 0.1 MB
+    for i in range(10):
+        by_bytes.observe(inspection(i, "NOK"))
+    assert [p.id for p in by_bytes.gallery()] == [9, 8, 7]
 
 
 def test_not_ready_before_the_engine_and_when_a_sink_fails(tmp_path: Path) -> None:
