@@ -1,4 +1,5 @@
-"""The operator's view (`edgefreq run --http`): endpoints, metrics, feedback, access, slow clients.
+"""The operator's view (`edgefreq run --http`): endpoints, metrics, feedback, access, slow clients,
+and the page in a real browser (Debian's headless Chromium driven by Playwright, no browser download).
 
 A real line (the embedded model on the synthetic line through ONNX Runtime) runs in a thread with
 the web side on a free loopback port; requests go over real sockets."""
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import socket
 import threading
 import time
@@ -23,7 +25,7 @@ pytest.importorskip("aiohttp")
 requests = pytest.importorskip("requests")
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from conftest import free_port, wait_until  # noqa: E402
+from conftest import REQUIRE_SERVERS, free_port, wait_until  # noqa: E402
 from edgefreq.cli import main  # noqa: E402
 from edgefreq.runtime.backends import open_backend  # noqa: E402
 from edgefreq.runtime.capture import Capture  # noqa: E402
@@ -337,7 +339,6 @@ def test_cli_refuses_in_one_line(argv, env, message, tmp_path: Path, capsys, mon
 
 
 def test_tls_with_cert_files(start_line, tmp_path: Path) -> None:
-    import shutil
     import subprocess
 
     if shutil.which("openssl") is None:
@@ -350,3 +351,58 @@ def test_tls_with_cert_files(start_line, tmp_path: Path) -> None:
     assert requests.get(line.url + "/healthz", timeout=10, verify=str(cert)).json() == {"alive": True}
     with pytest.raises(requests.exceptions.SSLError):
         requests.get(line.url + "/healthz", timeout=10)  # not a CA the client trusts
+
+
+# -- the page in a real browser ---------------------------------------------------------------
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+def need(what: str, found: object) -> None:
+    if not found:
+        if REQUIRE_SERVERS:
+            pytest.fail(f"{what}; EDGEFREQ_REQUIRE_SERVERS=1 requires it")
+        pytest.skip(what)
+
+
+@pytest.fixture
+def browser(tmp_path: Path):
+    chromium = shutil.which("chromium")
+    need("chromium is not installed (apt-get install chromium)", chromium)
+    try:
+        from playwright.sync_api import sync_playwright
+    except ModuleNotFoundError:
+        need("playwright is not installed (pip install 'edgefreq[dev]')", False)
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=chromium, args=CHROMIUM_ARGS, headless=True, viewport={"width": 1280, "height": 900},
+        )
+        yield context
+        context.close()
+
+
+def test_the_page_lives_and_files_feedback(browser, start_line, tmp_path: Path) -> None:
+    folder = tmp_path / "feedback"
+    line = start_line(environ={"EDGEFREQ_HTTP_TOKEN": "tok"}, feedback=folder, rate=15.0)
+    page = browser.new_page()
+    page.goto(line.url + "/")
+    page.wait_for_function("document.getElementById('live').dataset.frameId !== ''", timeout=20000)
+    first = int(page.get_attribute("#live", "data-frame-id"))
+    page.wait_for_function(f"Number(document.getElementById('live').dataset.frameId) > {first}", timeout=20000)
+    assert page.evaluate("document.getElementById('live').naturalWidth") > 0
+    page.wait_for_function("document.getElementById('engine').textContent.includes('@')", timeout=10000)
+    assert line.inspector.engine in page.inner_text("#engine")
+    assert int(page.inner_text("#frames")) > 0
+
+    page.fill("#token", "tok")
+    page.dispatch_event("#token", "change")
+    card = page.wait_for_selector(".part", timeout=60000)
+    frame_id = int(card.get_attribute("data-frame-id"))
+    card.query_selector("button.defect").click()
+    page.wait_for_selector(".part .result.filed", timeout=10000)
+    assert wait_until(lambda: any(folder.glob(f"test/defect/*frame{frame_id:08d}.png")), 5), list(folder.rglob("*"))
+    assert any(folder.glob(f"test/defect/*frame{frame_id:08d}.json"))
+    shot = tmp_path / "page.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
