@@ -1,8 +1,9 @@
 """Image and mask files -> uint8 arrays, with one clear error for a missing or corrupt file.
 
-`load_image` is the only place edgefreq reads an image file: the decode is OpenCV's, the result
-is what a camera would hand over (uint8, H x W x 3 BGR or H x W gray), and the model input is
-then made by `edgefreq.kernels.preprocess_frame`, exactly as at runtime.
+`load_image` is the one image reader: training, calibration, evaluation and the line's image and
+folder sources all read files through it, so a 16-bit PNG or a TIFF is the same array everywhere.
+The decode is OpenCV's, the result is what a camera would hand over (uint8, H x W x 3 BGR or H x W
+gray), and the model input is then made by `edgefreq.kernels.preprocess_frame`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 from edgefreq.errors import UserError
 from edgefreq.kernels.preprocess import Preprocess, roi_box
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 # OpenCV logs its own WARN/ERROR lines while failing to decode a corrupt file; the UserError
 # below already says what is wrong, so decoding runs with OpenCV's logging silenced. The lock

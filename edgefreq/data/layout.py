@@ -88,7 +88,7 @@ def _masks(root: Path, defects: set[str]) -> dict[tuple[str, str], Path]:
 def scan_dataset(root: str | Path) -> DatasetIndex:
     """Index a data set in the MVTec AD layout (see the module docstring); files sorted by name.
 
-    Image extensions: png, jpg, jpeg, bmp in any case; other files are ignored. Defect images
+    Image extensions: png, jpg, jpeg, bmp, tif, tiff in any case; other files are ignored. Defect images
     without a mask are kept and listed in `warnings`; a mask without its image is an error.
     """
     root = Path(root)
@@ -99,7 +99,7 @@ def scan_dataset(root: str | Path) -> DatasetIndex:
         raise UserError(f"{root}: no train/good folder; put the good training images in {good_dir}")
     train_good = _images(good_dir)
     if not train_good:
-        raise UserError(f"{good_dir}: no images (png, jpg, jpeg or bmp); add good images of the part")
+        raise UserError(f"{good_dir}: no images (png, jpg, jpeg, bmp or tif); add good images of the part")
 
     warnings: list[str] = []
     test_dirs = _subfolders(root / "test")

@@ -10,22 +10,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edgefreq.data.images import IMAGE_EXTENSIONS, load_image
 from edgefreq.errors import UserError
 
 from .base import Sample, Source
 
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-
 log = logging.getLogger("edgefreq")
-
-
-def read_image(path: Path) -> np.ndarray | None:
-    """An 8-bit image as stored (gray stays H x W, colour becomes BGR), or None if unreadable."""
-    try:
-        data = np.fromfile(path, np.uint8)
-        return cv2.imdecode(data, cv2.IMREAD_ANYCOLOR) if data.size else None
-    except (OSError, cv2.error):
-        return None
 
 
 class _Finite(Source):
@@ -104,9 +94,10 @@ class ImageFileSource(_Finite):
         self._open()
 
     def _open(self) -> None:
-        self._image = read_image(self._path)
-        if self._image is None:
-            raise UserError(f"{self.uri}: cannot read {self._path} as an image (corrupt or unsupported file)")
+        try:
+            self._image = load_image(self._path)  # the one image reader: training's, eval's, the line's
+        except UserError as exc:
+            raise UserError(f"{self.uri}: cannot read {self._path.name}: {str(exc).removeprefix(f'{self._path}: ')}") from None
 
     def read(self) -> np.ndarray | None:
         if self._image is None:
@@ -146,7 +137,7 @@ class ImageFolderSource(_Finite):
 
     def _list(self) -> list[Path]:
         try:
-            files = [p for p in self._folder.iterdir() if p.suffix.lower() in IMAGE_EXTS and p.is_file()]
+            files = [p for p in self._folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()]
         except OSError as exc:
             raise UserError(f"{self.uri}: cannot list {self._folder} ({exc.strerror})") from None
         return sorted(files, key=_natural_key)
@@ -154,7 +145,7 @@ class ImageFolderSource(_Finite):
     def _open(self) -> None:
         files = self._list()
         if not files:
-            raise UserError(f"{self.uri}: no images ({' '.join(IMAGE_EXTS)}) in folder {self._folder}")
+            raise UserError(f"{self.uri}: no images ({' '.join(IMAGE_EXTENSIONS)}) in folder {self._folder}")
         self._start_pass(files)
 
     def _start_pass(self, files: list[Path]) -> None:
@@ -173,9 +164,10 @@ class ImageFolderSource(_Finite):
                 return None
         path = self._files[self._next]
         self._next += 1
-        image = read_image(path)
-        if image is None:
-            why = "deleted before it could be read" if not path.exists() else "not a readable image (corrupt or unsupported)"
+        try:
+            image = load_image(path)
+        except UserError as exc:
+            why = "deleted before it could be read" if not path.exists() else str(exc).removeprefix(f"{path}: ")
             log.warning("%s: %s: %s; decided NOK without inspection", self.uri, path.name, why)
             return Sample(None, name=path.name, error=f"{path.name}: {why}")
         self._read_this_pass += 1

@@ -19,7 +19,7 @@ from edgefreq.errors import UserError
 
 from .base import Source
 from .camera import open_camera, open_csi, open_stream, open_v4l2
-from .files import IMAGE_EXTS, ImageFileSource, ImageFolderSource, VideoFileSource
+from .files import IMAGE_EXTENSIONS, ImageFileSource, ImageFolderSource, VideoFileSource
 from .genicam import open_genicam
 from .options import SourceOptions
 from .synthetic import SyntheticLine, SyntheticSource
@@ -72,7 +72,7 @@ def open_path(uri: str, path: Path, options: SourceOptions) -> Source:
         return ImageFolderSource(uri, path, options.loop)
     if not path.exists():
         raise UserError(f"{uri}: no such file or folder {path}")
-    if path.suffix.lower() in IMAGE_EXTS:
+    if path.suffix.lower() in IMAGE_EXTENSIONS:
         return ImageFileSource(uri, path, options.loop)
     return VideoFileSource(uri, path, options.loop)
 
