@@ -9,7 +9,7 @@ import math
 import pytest
 
 from edgefreq.errors import UserError
-from edgefreq.runtime.record import DECISION_SCHEMA, LATENCY_STAGES, SCHEMA, Decision, engine_id, schema_problem
+from edgefreq.runtime.record import DECISION_SCHEMA, REQUIRED_STAGES, SCHEMA, Decision, engine_id, schema_problem
 
 
 def sample(**changes) -> Decision:
@@ -53,15 +53,17 @@ def test_unknown_truth_and_non_finite_score_are_null():
 def test_schema_lists_exactly_the_dataclass_fields():
     fields = {f.name for f in dataclasses.fields(Decision)}
     assert set(DECISION_SCHEMA["properties"]) == fields
-    assert set(DECISION_SCHEMA["required"]) == fields - {"truth", "threshold_source"}
-    assert DECISION_SCHEMA["properties"]["latency_ms"]["required"] == list(LATENCY_STAGES)
+    assert set(DECISION_SCHEMA["required"]) == fields - {"truth", "threshold_source", "part_id", "trigger_ts", "reason"}
+    assert DECISION_SCHEMA["properties"]["latency_ms"]["required"] == list(REQUIRED_STAGES)
 
 
 BAD_RECORDS = {
     "missing field": lambda d: d.pop("verdict"),
     "unknown field": lambda d: d.update(extra=1),
     "verdict": lambda d: d.update(verdict="MAYBE"),
-    "schema version": lambda d: d.update(schema="edgefreq.decision/3"),
+    "schema version": lambda d: d.update(schema="edgefreq.decision/4"),
+    "numeric part id": lambda d: d.update(part_id=4711),
+    "negative trigger time": lambda d: d.update(trigger_ts=-1.0),
     "threshold source": lambda d: d.update(threshold_source="guess"),
     "negative frame": lambda d: d.update(frame_id=-1),
     "float frame": lambda d: d.update(frame_id=1.5),
@@ -90,6 +92,26 @@ def test_a_version_1_record_still_reads():
     data["schema"] = "edgefreq.decision/1"
     assert Decision.from_dict(data).threshold_source == "calibration"
     assert sample(threshold_source="override").to_dict()["threshold_source"] == "override"
+
+
+def test_a_version_2_record_still_reads_and_its_trigger_latency_is_its_total():
+    data = sample().to_dict()
+    for key in ("part_id", "trigger_ts", "reason"):
+        del data[key]
+    del data["latency_ms"]["trigger"]
+    data["schema"] = "edgefreq.decision/2"
+    back = Decision.from_dict(data)
+    assert back.part_id is None and back.trigger_ts is None and back.latency_ms["trigger"] == data["latency_ms"]["total"]
+
+
+def test_a_triggered_part_round_trips_with_its_id_time_and_reason():
+    part = sample(part_id="4711", trigger_ts=1738333501.1, latency_ms={**sample().latency_ms, "trigger": 23.5})
+    data = json.loads(part.to_json())
+    assert data["part_id"] == "4711" and data["trigger_ts"] == 1738333501.1 and data["latency_ms"]["trigger"] == 23.5
+    assert Decision.from_json(part.to_json()) == part
+    missed = sample(frame_id=None, score=math.nan, part_id="4712", reason="no frame within 1 s of the trigger")
+    back = Decision.from_json(missed.to_json())
+    assert back.frame_id is None and back.reason == missed.reason and back.verdict == "NOK"
 
 
 def test_not_json_is_a_user_error():

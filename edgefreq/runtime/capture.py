@@ -23,6 +23,8 @@
   ends the stream too and is raised by `get` once the frames before it are delivered.
 - `options.rate` paces finite and synthetic sources; `options.max_frames` ends any source.
 - Capture owns the source and closes it when the stream ends or on `stop()`.
+- `mark()` is the id of the first frame whose read starts after the call (a part trigger: the
+  loop inspects the first frame with at least that id, never one read before the part arrived).
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ class Capture:
         self._error: BaseException | None = None
         self._counts = dict.fromkeys(("captured", "delivered", "dropped", "corrupt", "errors", "stalls", "reconnects"), 0)
         self._backoff = self.options.reconnect_initial
+        self._reading = False  # a read is in progress whose frame is not pushed yet
         self._thread = threading.Thread(target=self._run, name="edgefreq-capture", daemon=True)
         self._thread.start()
 
@@ -133,6 +136,12 @@ class Capture:
             elif self.done:
                 return
 
+    def mark(self, in_flight: bool = True) -> int:
+        """The id the first frame read after this call will get. `in_flight=False` for a camera that
+        exposes only on a trigger sent after the mark: then the read waiting now already counts."""
+        with self._cond:
+            return self._counts["captured"] + (in_flight and self._reading)
+
     def stats(self) -> CaptureStats:
         with self._cond:
             return CaptureStats(buffered=len(self._ring), lost=self.source.lost(), **self._counts)
@@ -169,6 +178,7 @@ class Capture:
                 self._cond.wait(0.1)
             frame = Frame(self._counts["captured"], time.time(), image, where, sample.truth, error)
             self._counts["captured"] += 1
+            self._reading = False
             if len(self._ring) == self.capacity:
                 self._ring.popleft()
                 self._counts["dropped"] += 1
@@ -203,9 +213,12 @@ class Capture:
                 if self._stop.wait(max(0.0, due - time.monotonic())):
                     return
                 due = max(due + period, time.monotonic() - period)
+            with self._cond:
+                self._reading = True
             try:
                 item = source.read_sample()
             except Exception as exc:
+                self._reading = False
                 if not live:
                     raise
                 self._count("errors")
@@ -215,6 +228,7 @@ class Capture:
             if item is None and not live:
                 return
             if item is None and source.waiting():  # a triggered camera between parts
+                self._reading = False
                 last_good = time.monotonic()
                 continue
             image = None if item is None else usable(item.image)
@@ -229,6 +243,7 @@ class Capture:
                 corrupt_streak = 0
                 continue
             self._count("corrupt")
+            self._reading = False
             corrupt_streak += 1
             if corrupt_streak == 1:
                 log.warning("%s: corrupt or missing frame, skipped (%s)", source.uri, _describe(item))

@@ -30,6 +30,7 @@ from edgefreq.runtime.inspector import Inspector
 from edgefreq.runtime.loop import StopSignals, run_line
 from edgefreq.runtime.sinks import GRAMMAR, open_sink
 from edgefreq.runtime.sources import SourceOptions, open_source
+from edgefreq.runtime.trigger import TRIGGER_MODES, Triggers
 
 EMBEDDED = Path(__file__).resolve().parents[1] / "embedded" / "default.onnx"
 DEMO_SOURCE = "synthetic://"
@@ -62,6 +63,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=5.0, help="seconds without a frame before a live source is reopened")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for the engine (0 = the library's default)")
     p.add_argument("--capacity", type=int, default=4, help="capture ring size; the oldest frame is dropped when full")
+    p.add_argument("--trigger", default="free", choices=TRIGGER_MODES,
+                   help="free: every frame is a part (default); modbus, opcua, http: inspect the first frame captured after "
+                        "each part trigger (docs/modbus.md, docs/opcua.md; http: POST /api/trigger on --http)")
+    p.add_argument("--trigger-timeout", type=float, default=2.0, metavar="S",
+                   help="a part with no frame within S seconds of its trigger is a fail-safe NOK (default 2)")
+    p.add_argument("--trigger-queue", type=int, default=16, metavar="N",
+                   help="parts that may wait for a frame; a trigger beyond them is a counted fail-safe NOK (default 16)")
     p.add_argument("--summary", type=Path, help="also write the summary as JSON to this file")
     p.add_argument("--show", action="store_true", help="show frames, heatmaps and verdicts in a window")
     p.add_argument("--quiet", action="store_true", help="only warnings and the summary on stderr")
@@ -83,7 +91,8 @@ def run_line_of(args: argparse.Namespace, service: line_service.LineService) -> 
         raise UserError(f"the embedded default model is missing ({EMBEDDED}): reinstall edgefreq or pass --engine")
     demo = args.camera is None and args.source is None
     uri = str(args.camera) if args.camera is not None else args.source or DEMO_SOURCE
-    defaults = DEMO_OPTIONS if demo else {"rate": 0.0, "max_frames": 0}
+    defaults = DEMO_OPTIONS if demo and args.trigger == "free" else {"rate": DEMO_OPTIONS["rate"] if demo else 0.0, "max_frames": 0}
+    triggers = None if args.trigger == "free" else Triggers(args.trigger, args.trigger_queue, args.trigger_timeout)
     options = SourceOptions(
         width=args.width, height=args.height, fps=args.fps,
         loop=1 if args.loop is None else args.loop,
@@ -115,6 +124,8 @@ def run_line_of(args: argparse.Namespace, service: line_service.LineService) -> 
         "inspecting %s with %s (%s, threshold %.5g)%s", source.uri, engine, backend.device, inspector.threshold,
         " (demo: the synthetic line, 300 frames)" if demo else "",
     )
+    if triggers is not None:
+        connect_triggers(triggers, sinks, service, source)
     with StopSignals() as stop:
         capture = Capture(source, options, capacity=args.capacity)
         service.ready(inspector, capture, sinks, source.uri)
@@ -125,7 +136,7 @@ def run_line_of(args: argparse.Namespace, service: line_service.LineService) -> 
 
         summary = run_line(
             capture, inspector, sinks, stop, max_batch=min(args.batch, backend.max_batch or args.batch),
-            on_inspection=service.observer(show if display is not None else None),
+            on_inspection=service.observer(show if display is not None else None), triggers=triggers,
         )
     backend.close()
     if display is not None:
@@ -134,6 +145,26 @@ def run_line_of(args: argparse.Namespace, service: line_service.LineService) -> 
     if args.summary:
         write_summary(args.summary, summary.to_dict())
     return exit_status(summary, stopped=stop.is_set())
+
+
+def connect_triggers(triggers: Triggers, sinks: list, service, source) -> None:
+    """Give the part triggers to what carries them (the Modbus or OPC UA server, the web server);
+    every PLC sink answers per part (serve_parts); a software-triggered GenICam camera exposes one
+    frame per part trigger."""
+    carriers = []
+    for sink in sinks:
+        if hasattr(sink, "serve_parts"):
+            carry = sink.trigger_mode == triggers.mode and not carriers
+            sink.serve_parts(triggers, carry)
+            carriers += [sink] if carry else []
+    if triggers.mode == "http":
+        service.take_triggers(triggers)
+    elif not carriers:
+        raise UserError(f"--trigger {triggers.mode} needs a --sink {triggers.mode}://HOST:PORT: the PLC sends its part triggers to that server")
+    settings = getattr(source, "settings", None)
+    if getattr(settings, "trigger", "free") == "software":
+        triggers.on_fire.append(lambda _trigger: source.software_trigger())
+        triggers.in_flight = False  # the camera exposes on the trigger: the read waiting now is the part's
 
 
 def exit_status(summary, stopped: bool) -> int:

@@ -4,6 +4,11 @@ The loop never blocks on the slow side (DESIGN.md decision 11): capture has its 
 drop-oldest ring, each sink its own bounded queue. Frames waiting in the ring are batched up to
 the engine's batch size. On a stop signal the capture stops, the frames already captured are
 still inspected and delivered, every sink is flushed, and a summary is returned.
+
+With part triggers (`triggers`, DESIGN.md decision 12) the loop inspects parts, not frames: each
+trigger gets the first frame captured after it (frames in between are counted, not inspected),
+and every trigger gets exactly one record: inspected, or a fail-safe NOK with its reason when no
+frame came within the timeout, the trigger queue was full, or the line ended first.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -20,6 +25,7 @@ from edgefreq.errors import UserError
 from edgefreq.runtime.capture import Capture
 from edgefreq.runtime.inspector import Inspection, Inspector
 from edgefreq.runtime.record import LATENCY_STAGES
+from edgefreq.runtime.trigger import Trigger, Triggers, missed_part
 
 
 class LatencyHistogram:
@@ -59,6 +65,8 @@ class Summary:
     confusion: dict[str, int] = field(default_factory=lambda: {"tp": 0, "fp": 0, "tn": 0, "fn": 0})
     sinks: dict[str, dict[str, int]] = field(default_factory=dict)
     source_error: str | None = None  # why a source ended early, if it did
+    triggers: dict[str, int] | None = None  # part mode: fired, matched, timed_out, overflow, waiting
+    between_parts: int = 0  # part mode: frames captured while no part waited (not inspected)
 
     def add(self, inspection: Inspection) -> None:
         d = inspection.decision
@@ -82,6 +90,7 @@ class Summary:
             "fps": round(self.frames / self.seconds, 2) if self.seconds else 0.0,
             "latency_ms": self.percentiles(), "confusion": self.confusion if any(self.confusion.values()) else None,
             "sinks": self.sinks, "source_error": self.source_error,
+            "triggers": self.triggers, "between_parts": self.between_parts,
         }
 
     def text(self) -> str:
@@ -95,6 +104,11 @@ class Summary:
         if any(self.confusion.values()):
             c = self.confusion
             lines.append(f"against ground truth: {c['tp']} defects caught, {c['fn']} escaped, {c['fp']} good parts rejected, {c['tn']} passed")
+        if self.triggers is not None:
+            t = self.triggers
+            lines.append(f"parts: {t['fired']} triggers, {t['matched']} inspected with a frame captured after them, "
+                         f"{t['timed_out']} without a frame in time and {t['overflow']} over the trigger queue (both NOK); "
+                         f"{self.between_parts} frames between parts")
         for name, s in self.sinks.items():
             shed = f" ({s['images_dropped']} without their images)" if s.get("images_dropped") else ""
             lines.append(f"sink {name}: sent {s.get('sent', 0)}{shed}, dropped {s.get('dropped', 0)}, failed {s.get('failed', 0)}, unsent {s.get('unsent', 0)}")
@@ -129,22 +143,31 @@ def run_line(
     max_batch: int = 1,
     on_inspection: Callable[[Inspection], None] | None = None,
     sink_timeout: float = 5.0,
+    triggers: Triggers | None = None,
 ) -> Summary:
-    """Inspect every frame the capture delivers until it ends or `stop` is set; flush the sinks."""
+    """Inspect every frame the capture delivers (or, with `triggers`, every part) until it ends
+    or `stop` is set; flush the sinks."""
     summary = Summary()
     start = time.perf_counter()
+
+    def deliver(inspection: Inspection) -> None:
+        if inspection.error is not None and inspection.decision.reason is None:
+            inspection.decision = replace(inspection.decision, reason=inspection.error)
+        for sink in sinks:
+            sink.submit(inspection.decision, inspection.view, inspection.amap)
+        summary.add(inspection)
+        if on_inspection is not None:
+            on_inspection(inspection)
 
     def handle(batch) -> None:
         stats = capture.stats()  # a record's `dropped`: every frame without a record so far
         for inspection in inspector.inspect(batch, stats.dropped + stats.lost):
-            for sink in sinks:
-                sink.submit(inspection.decision, inspection.view, inspection.amap)
-            summary.add(inspection)
-            if on_inspection is not None:
-                on_inspection(inspection)
+            deliver(inspection)
 
     try:
-        while not stop.is_set():
+        if triggers is not None:
+            _inspect_parts(capture, inspector, triggers, deliver, stop, summary)
+        while triggers is None and not stop.is_set():
             try:
                 frame = capture.get(timeout=0.1)
             except UserError as exc:  # a finite source broke: what was captured before is decided
@@ -162,14 +185,73 @@ def run_line(
                 batch.append(extra)
             handle(batch)
         capture.stop()
-        # Frames already captured are finished, not thrown away.
-        while not summary.source_error and (frame := capture.get(timeout=0)) is not None:
+        # Frames already captured are finished, not thrown away (part mode did its own).
+        while triggers is None and not summary.source_error and (frame := capture.get(timeout=0)) is not None:
             handle([frame])
     finally:
         capture.stop()
         summary.seconds = time.perf_counter() - start
         stats = capture.stats()
         summary.captured, summary.dropped, summary.lost = stats.captured, stats.dropped, stats.lost
+        if triggers is not None:
+            triggers.close()
+            summary.triggers = triggers.stats()
         for sink in sinks:
             summary.sinks[sink.name] = sink.close(sink_timeout)
     return summary
+
+
+def _inspect_parts(capture: Capture, inspector: Inspector, triggers: Triggers, deliver, stop: threading.Event, summary: Summary) -> None:
+    """Part mode of run_line: match frames to triggers until the source ends or `stop`."""
+    triggers.attach(capture.mark)
+
+    def dropped() -> int:
+        stats = capture.stats()
+        return stats.dropped + stats.lost
+
+    def answer_missed() -> None:
+        for trigger in triggers.overflowed():
+            deliver(missed_part(trigger, f"trigger queue full ({triggers.capacity} parts were waiting for a frame)",
+                                inspector, capture.source.uri, dropped()))
+        for trigger in triggers.expired():
+            deliver(missed_part(trigger, f"no frame within {triggers.timeout_s:g} s of the trigger",
+                                inspector, capture.source.uri, dropped()))
+
+    def inspect(frame) -> None:
+        trigger = triggers.match(frame.frame_id)
+        if trigger is None:  # read before the oldest waiting part arrived, or no part waits
+            summary.between_parts += 1
+            return
+        for inspection in inspector.inspect([frame], dropped()):
+            deliver(_as_part(inspection, trigger))
+
+    while not stop.is_set():
+        answer_missed()
+        deadline = triggers.next_deadline()
+        wait = 0.1 if deadline is None else min(0.1, max(0.0, deadline - time.monotonic()))
+        try:
+            frame = capture.get(timeout=wait)
+        except UserError as exc:
+            summary.source_error = str(exc)
+            break
+        if frame is None:
+            if capture.done:
+                break
+            continue
+        inspect(frame)
+    capture.stop()
+    while not summary.source_error and (frame := capture.get(timeout=0)) is not None:
+        inspect(frame)
+    triggers.close()  # from here a trigger is refused: nothing would answer it
+    answer_missed()
+    why = "the source failed" if summary.source_error else "the line stopped" if stop.is_set() else "the source ended"
+    for trigger in triggers.drain():
+        deliver(missed_part(trigger, f"{why} before a frame came", inspector, capture.source.uri, dropped()))
+
+
+def _as_part(inspection: Inspection, trigger: Trigger) -> Inspection:
+    """The inspection of a triggered part: its id, trigger time and trigger -> verdict latency."""
+    d = inspection.decision
+    latency = {**d.latency_ms, "trigger": max(0.0, (d.decided_ts - trigger.ts) * 1000.0)}
+    inspection.decision = replace(d, part_id=trigger.part_id, trigger_ts=trigger.ts, latency_ms=latency)
+    return inspection

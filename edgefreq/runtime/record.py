@@ -17,11 +17,14 @@ from typing import Any
 
 from edgefreq.errors import UserError
 
-SCHEMA = "edgefreq.decision/2"
-READABLE_SCHEMAS = ("edgefreq.decision/1", SCHEMA)  # /1 records have no threshold_source
+SCHEMA = "edgefreq.decision/3"
+# /1 records have no threshold_source; /1 and /2 no part_id, trigger_ts, reason, latency_ms.trigger
+READABLE_SCHEMAS = ("edgefreq.decision/1", "edgefreq.decision/2", SCHEMA)
 VERDICTS = ("OK", "NOK")
 THRESHOLD_SOURCES = ("calibration", "override")
-LATENCY_STAGES = ("capture", "preprocess", "infer", "decide", "total")
+# "trigger": from the part's trigger to the verdict; free-running (no trigger) it is `total`
+LATENCY_STAGES = ("capture", "preprocess", "infer", "decide", "total", "trigger")
+REQUIRED_STAGES = LATENCY_STAGES[:5]  # what every readable version has
 ENGINE_HASH_CHARS = 12
 
 _NUMBER = {"type": "number", "minimum": 0}
@@ -37,7 +40,7 @@ DECISION_SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
     "properties": {
         "schema": {"enum": list(READABLE_SCHEMAS)},
-        "frame_id": {"type": "integer", "minimum": 0},
+        "frame_id": {"type": ["integer", "null"], "minimum": 0},
         "capture_ts": _NUMBER,
         "decided_ts": _NUMBER,
         "source": {"type": "string"},
@@ -48,13 +51,16 @@ DECISION_SCHEMA: dict[str, Any] = {
         "verdict": {"enum": list(VERDICTS)},
         "latency_ms": {
             "type": "object",
-            "required": list(LATENCY_STAGES),
+            "required": list(REQUIRED_STAGES),
             "additionalProperties": False,
             "properties": {stage: _NUMBER for stage in LATENCY_STAGES},
         },
         "dropped": {"type": "integer", "minimum": 0},
         "engine": {"type": "string", "minLength": 1},
         "truth": {"enum": [0, 1, None]},
+        "part_id": {"type": ["string", "null"]},
+        "trigger_ts": {"type": ["number", "null"], "minimum": 0},
+        "reason": {"type": ["string", "null"]},
     },
 }
 
@@ -77,9 +83,13 @@ class Decision:
     calibration's normal range (the calibrated threshold is 1, whatever the override).
     `dropped` counts the frames the capture ring buffer dropped so far (never processed, so
     they have no record). `truth` is the label when known (0 good, 1 defect), else None.
+    `part_id` and `trigger_ts` (Unix time) come with a part trigger (PLC, HTTP, OPC UA), else None;
+    `frame_id` is None for a triggered part no frame came for (then `capture_ts` is the trigger
+    time). `reason` says why a NOK part was not inspected (None when it was). A `latency_ms`
+    without "trigger" gets it as `total` (free-running: the frame is its own trigger).
     """
 
-    frame_id: int
+    frame_id: int | None
     capture_ts: float
     decided_ts: float
     source: str
@@ -92,6 +102,9 @@ class Decision:
     engine: str
     truth: int | None = None
     threshold_source: str = "calibration"
+    part_id: str | None = None
+    trigger_ts: float | None = None
+    reason: str | None = None
     schema: str = field(default=SCHEMA, init=False)
 
     def __post_init__(self) -> None:
@@ -99,15 +112,17 @@ class Decision:
             raise ValueError(f"verdict must be one of {VERDICTS}, got {self.verdict!r}")
         if self.threshold_source not in THRESHOLD_SOURCES:
             raise ValueError(f"threshold_source must be one of {THRESHOLD_SOURCES}, got {self.threshold_source!r}")
-        missing = [s for s in LATENCY_STAGES if s not in self.latency_ms]
+        missing = [s for s in REQUIRED_STAGES if s not in self.latency_ms]
         if missing:
-            raise ValueError(f"latency_ms lacks {missing} (needs {LATENCY_STAGES})")
+            raise ValueError(f"latency_ms lacks {missing} (needs {REQUIRED_STAGES})")
+        if "trigger" not in self.latency_ms:
+            object.__setattr__(self, "latency_ms", {**self.latency_ms, "trigger": self.latency_ms["total"]})
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON data in schema order; a non-finite score becomes null, latencies keep 3 decimals."""
         return {
             "schema": self.schema,
-            "frame_id": int(self.frame_id),
+            "frame_id": None if self.frame_id is None else int(self.frame_id),
             "capture_ts": float(self.capture_ts),
             "decided_ts": float(self.decided_ts),
             "source": self.source,
@@ -120,6 +135,9 @@ class Decision:
             "dropped": int(self.dropped),
             "engine": self.engine,
             "truth": None if self.truth is None else int(self.truth),
+            "part_id": self.part_id,
+            "trigger_ts": None if self.trigger_ts is None else float(self.trigger_ts),
+            "reason": self.reason,
         }
 
     def to_json(self) -> str:
@@ -134,7 +152,7 @@ class Decision:
             raise UserError(f"{where}: {problem}")
         score, score_norm = data["score"], data["score_norm"]
         return cls(
-            frame_id=int(data["frame_id"]),
+            frame_id=None if data["frame_id"] is None else int(data["frame_id"]),
             capture_ts=float(data["capture_ts"]),
             decided_ts=float(data["decided_ts"]),
             source=data["source"],
@@ -142,11 +160,14 @@ class Decision:
             score_norm=math.nan if score_norm is None else float(score_norm),
             threshold=float(data["threshold"]),
             verdict=data["verdict"],
-            latency_ms={s: float(data["latency_ms"][s]) for s in LATENCY_STAGES},
+            latency_ms={s: float(v) for s, v in data["latency_ms"].items()},
             dropped=int(data["dropped"]),
             engine=data["engine"],
             truth=data.get("truth"),
             threshold_source=data.get("threshold_source", "calibration"),
+            part_id=data.get("part_id"),
+            trigger_ts=data.get("trigger_ts"),
+            reason=data.get("reason"),
         )
 
     @classmethod

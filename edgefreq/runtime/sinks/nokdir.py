@@ -58,7 +58,8 @@ def record_stem(decision: Decision) -> str:
     millis = int(round((decision.capture_ts - seconds) * 1000))
     if millis == 1000:
         seconds, millis = seconds + 1, 0
-    return f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime(seconds))}.{millis:03d}Z_{decision.frame_id:08d}"
+    frame = f"{decision.frame_id:08d}" if decision.frame_id is not None else f"part-{decision.part_id}"  # no frame: a triggered part
+    return f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime(seconds))}.{millis:03d}Z_{frame}"
 
 
 def heatmap_overlay(frame: np.ndarray, amap: np.ndarray) -> np.ndarray:
