@@ -7,6 +7,6 @@
     cli_export.py  `edgefreq export RUN --out NAME.onnx [--fp16] [--int8]`
     cli_build.py   `edgefreq build NAME.onnx --format plan|pt2`
 
-INT8 (explicit Q/DQ) lives in edgefreq.calibration.int8; the backends that run these engines in
+INT8 (explicit Q/DQ) lives in edgefreq.export.int8; the backends that run these engines in
 edgefreq.runtime.backends.
 """

@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         report = export_onnx(model, cfg.preprocess, calibration, variant_path(out, "fp16"), fp16=True, command=f"{base} --fp16", **common)
         print(f"wrote {report.engine} + {report.sidecar.name} in {report.seconds:.1f} s; {report.check.summary()}")
     if args.int8:
-        from edgefreq.calibration.int8 import quantize_int8
+        from .int8 import quantize_int8
 
         if len(paths) < 2:
             raise UserError(f"INT8 calibration needs the calibration images of {args.run} (split.yaml), and they are not here: export where the data is")
@@ -95,5 +95,5 @@ def run(args: argparse.Namespace) -> int:
         )
         print(f"wrote {int8.engine} + {int8.sidecar.name} in {int8.seconds:.1f} s ({int8.images} calibration images); {int8.drift.summary()}")
         if int8.calibration is not None:
-            print(f"INT8 threshold {int8.calibration.threshold:.5g} (fp32 {calibration.threshold:.5g}), recalibrated on the INT8 scores of the same images")
+            print(f"INT8 threshold {int8.calibration.threshold:.5g} (fp32 {calibration.threshold:.5g}): the fp32 calibration shifted by the median INT8 score drift on its images")
     return 0

@@ -18,7 +18,7 @@ profile for the dynamic batch (min/opt/max) and the workspace limit. What differ
 
 Precision lives in the ONNX graph, never in builder flags (DESIGN.md decision 9): the fp32
 export, the FP16 export (fp16 graph with fp32 I/O, export/onnx.py) or the INT8 Q/DQ export
-(calibration/int8.py) is parsed into a *strongly typed* network, whose every layer runs in the
+(export/int8.py) is parsed into a *strongly typed* network, whose every layer runs in the
 type the graph gives it. TensorRT 11 removed the FP16/INT8 builder flags and the implicit INT8
 calibrators; TensorRT 10.x still has them, but we do not use them there either: with the same
 path on both versions, a plan built on a Jetson (10.3) and one built on a desktop (11.x) run the

@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import save_file
 
 from edgefreq.calibration import Calibration, calibration_batches
-from edgefreq.calibration.int8 import score_batches
+from edgefreq.export.int8 import score_batches, shifted
 from edgefreq.cli import main
 from edgefreq.config import to_dict
 from edgefreq.export.sidecar import Sidecar
@@ -67,10 +67,11 @@ def test_export_writes_fp32_and_int8_with_sidecars(exported, capsys):
     assert fp32.command == f"edgefreq export {run} --out {root / 'bottle.onnx'}"
     assert int8.command.endswith("--int8 --int8-method minmax")
     assert fp32.calibration == Calibration.load(run / "calibration.yaml")
-    # the INT8 model is calibrated on its own scores of the run's calibration images, same policy
+    # the INT8 model gets the fp32 calibration shifted by its median drift on the run's calibration images
     paths = sorted((BOTTLE / "train" / "good").glob("*.png"))[:12]
-    int8_scores = score_batches(root / "bottle.int8.onnx", calibration_batches(paths, SPEC, 5))
-    assert int8.calibration == Calibration.from_scores(int8_scores, fp32.calibration.policy)
+    drift = score_batches(root / "bottle.int8.onnx", calibration_batches(paths, SPEC, 5)) - score_batches(
+        root / "bottle.onnx", calibration_batches(paths, SPEC, 5))
+    assert int8.calibration == shifted(fp32.calibration, float(np.median(drift)))
 
 
 def test_torch_reference_and_engines_agree(exported):

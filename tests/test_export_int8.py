@@ -9,7 +9,7 @@ import torch
 from onnx import numpy_helper
 
 from edgefreq.calibration import Calibration
-from edgefreq.calibration.int8 import QUANTIZED_OPS, int8_path, measure_drift, quantize_int8, score_batches
+from edgefreq.export.int8 import QUANTIZED_OPS, int8_path, measure_drift, quantize_int8, score_batches, shifted
 from edgefreq.errors import UserError
 from edgefreq.export.onnx import export_onnx, random_bands
 from edgefreq.export.sidecar import Sidecar
@@ -56,13 +56,15 @@ def test_qdq_graph_is_what_tensorrt_takes(int8):
     assert not any(n.op_type == "BatchNormalization" for n in graph.node)  # folded before quantizing
 
 
-def test_int8_runs_on_onnxruntime_with_its_own_calibration(fp32, int8):
+def test_int8_runs_on_onnxruntime_with_the_fp32_calibration_shifted_by_its_drift(fp32, int8):
     assert int8.engine == int8_path(fp32) and int8.images == 10
     side = Sidecar.load(int8.engine)
     assert (side.precision, side.format) == ("int8", "onnx")
     assert side.command == "edgefreq export r --out bottle.onnx --int8"
-    expected = Calibration.from_scores(np.concatenate([score_batches(int8.engine, b) for b in [calibration_set()]]), side.calibration.policy)
+    drift = float(np.median(score_batches(int8.engine, calibration_set()) - score_batches(fp32, calibration_set())))
+    expected = shifted(Sidecar.load(fp32).calibration, drift)
     assert side.calibration == expected == int8.calibration
+    assert np.isclose(expected.threshold - Sidecar.load(fp32).calibration.threshold, drift) and drift != 0
     bands = random_bands(SPEC, 5, seed=11)
     with open_backend(int8.engine) as q, open_backend(fp32) as f:
         score8, amap8 = q.infer(bands)
