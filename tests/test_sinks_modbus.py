@@ -275,8 +275,8 @@ def test_a_real_line_answers_each_plc_part_with_its_own_frame(make_decision):
 
 
 def test_the_trigger_mode_needs_its_server():
-    from edgefreq.runtime.cli_run import connect_triggers
+    from edgefreq.runtime.cli_run import take_triggers
     from edgefreq.runtime.trigger import Triggers
 
     with pytest.raises(UserError, match="--sink modbus://"):
-        connect_triggers(Triggers("modbus"), [], None, None)
+        take_triggers(Triggers("modbus"), ["out.jsonl", "mqtt://broker/modbus"], None)

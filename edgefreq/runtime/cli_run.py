@@ -93,6 +93,8 @@ def run_line_of(args: argparse.Namespace, service: line_service.LineService) -> 
     uri = str(args.camera) if args.camera is not None else args.source or DEMO_SOURCE
     defaults = DEMO_OPTIONS if demo and args.trigger == "free" else {"rate": DEMO_OPTIONS["rate"] if demo else 0.0, "max_frames": 0}
     triggers = None if args.trigger == "free" else Triggers(args.trigger, args.trigger_queue, args.trigger_timeout)
+    if triggers is not None:
+        take_triggers(triggers, args.sink or [], service)
     options = SourceOptions(
         width=args.width, height=args.height, fps=args.fps,
         loop=1 if args.loop is None else args.loop,
@@ -147,6 +149,14 @@ def run_line_of(args: argparse.Namespace, service: line_service.LineService) -> 
     return exit_status(summary, stopped=stop.is_set())
 
 
+def take_triggers(triggers: Triggers, sink_uris: list[str], service) -> None:
+    """Before anything opens: what will carry the part triggers (the web server for http, else a sink)."""
+    if triggers.mode == "http":
+        service.take_triggers(triggers)
+    elif not any(uri.strip().lower().startswith(f"{triggers.mode}://") for uri in sink_uris):
+        raise UserError(f"--trigger {triggers.mode} needs a --sink {triggers.mode}://HOST:PORT: the PLC sends its part triggers to that server")
+
+
 def connect_triggers(triggers: Triggers, sinks: list, service, source) -> None:
     """Give the part triggers to what carries them (the Modbus or OPC UA server, the web server);
     every PLC sink answers per part (serve_parts); a software-triggered GenICam camera exposes one
@@ -157,10 +167,6 @@ def connect_triggers(triggers: Triggers, sinks: list, service, source) -> None:
             carry = sink.trigger_mode == triggers.mode and not carriers
             sink.serve_parts(triggers, carry)
             carriers += [sink] if carry else []
-    if triggers.mode == "http":
-        service.take_triggers(triggers)
-    elif not carriers:
-        raise UserError(f"--trigger {triggers.mode} needs a --sink {triggers.mode}://HOST:PORT: the PLC sends its part triggers to that server")
     settings = getattr(source, "settings", None)
     if getattr(settings, "trigger", "free") == "software":
         triggers.on_fire.append(lambda _trigger: source.software_trigger())

@@ -77,6 +77,7 @@ class LineService:
         self.server = None
         self.status = None
         self.watchdog: Watchdog | None = None
+        self.triggers = None  # --trigger http: POST /api/trigger fires these
         http = getattr(args, "http", None)
         self.feedback_dir = getattr(args, "feedback", None)
         if self.feedback_dir is not None and not http:
@@ -111,11 +112,19 @@ class LineService:
             raise UserError(f"--http needs {exc.name}, which is not installed: pip install 'edgefreq[web]'") from None
         feedback_dir = check_folder(self.feedback_dir) if self.feedback_dir is not None else None
         ssl_context = tls_context(args.http_cert, args.http_key)
-        server = WebServer(lambda executor: make_app(self.status, executor, self.token, feedback_dir),
+        server = WebServer(lambda executor: make_app(self.status, executor, self.token, feedback_dir, parts=lambda: self.triggers),
                            host, port, ssl_context, tick=self.status.sink_stats).start()
         log.info("http: the operator view is at %s/ (metrics %s/metrics)%s", server.url, server.url,
                  "" if self.token else f"; feedback off ({TOKEN_ENV} not set)")
         return server
+
+    def take_triggers(self, triggers) -> None:
+        """--trigger http: part triggers come as POST /api/trigger (operator token) on --http."""
+        if self.server is None:
+            raise UserError("--trigger http needs --http HOST:PORT: the part triggers are POSTed to /api/trigger there")
+        if not self.token:
+            raise UserError(f"--trigger http needs {TOKEN_ENV} set: a part trigger is an operator action and needs the token")
+        self.triggers = triggers
 
     def ready(self, inspector, capture, sinks: list, source: str) -> None:
         """The engine is loaded and the capture runs: READY=1, the watchdog starts."""

@@ -8,6 +8,8 @@
     GET  /api/gallery           recent NOK parts with their records, newest first
     GET  /api/gallery/ID.jpg    one of them as an image
     POST /api/feedback          {"id": frame id, "kind": "good"|"defect", "label": optional}: files the part
+    POST /api/trigger           {"part_id": "4711"}: part trigger (`--trigger http`); 202 with the trigger, the
+                                result goes to the sinks like every decision (docs/decision-record.md)
     GET  /metrics               Prometheus text format
 
 Access: operator actions (POST) need `Authorization: Bearer $EDGEFREQ_HTTP_TOKEN`; viewing is open
@@ -48,7 +50,9 @@ def is_loopback(address: str | None) -> bool:
     return (mapped or ip).is_loopback
 
 
-def make_app(line: LineStatus, executor: Executor, token: str | None, feedback_dir: Path | None, send_timeout_s: float = 5.0) -> web.Application:
+def make_app(line: LineStatus, executor: Executor, token: str | None, feedback_dir: Path | None, send_timeout_s: float = 5.0,
+             parts=lambda: None) -> web.Application:
+    """`parts()`: the line's Triggers with `--trigger http`, else None."""
     cache = JpegCache(lambda: line.vmax)
     reg = metrics.registry(line)
 
@@ -156,6 +160,23 @@ def make_app(line: LineStatus, executor: Executor, token: str | None, feedback_d
         log.info("feedback: frame %d filed as %s: %s", frame_id, kind, path)
         return web.json_response({"id": frame_id, "kind": kind, "path": str(path)})
 
+    async def post_trigger(request: web.Request) -> web.Response:
+        triggers = parts()
+        if triggers is None:
+            return web.json_response({"error": "part triggers are off: start edgefreq run with --trigger http"}, status=409)
+        try:
+            body = await request.json()
+            part_id = body["part_id"]
+        except (ValueError, KeyError, TypeError):
+            return web.json_response({"error": 'send JSON {"part_id": "4711"}'}, status=400)
+        try:  # in the executor: a camera's software trigger may take a while
+            trigger = await asyncio.get_running_loop().run_in_executor(executor, triggers.fire, part_id, "http")
+        except ValueError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        except RuntimeError as exc:
+            return web.json_response({"error": str(exc)}, status=503)
+        return web.json_response({"part_id": trigger.part_id, "trigger_ts": trigger.ts}, status=202)
+
     async def metrics_handler(request: web.Request) -> web.Response:
         return web.Response(body=metrics.render(reg), headers={"Content-Type": metrics.CONTENT_TYPE})
 
@@ -168,6 +189,7 @@ def make_app(line: LineStatus, executor: Executor, token: str | None, feedback_d
     app.router.add_get("/api/gallery", gallery)
     app.router.add_get("/api/gallery/{id}.jpg", gallery_image)
     app.router.add_post("/api/feedback", post_feedback)
+    app.router.add_post("/api/trigger", post_trigger)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_static("/static", STATIC)
     return app
