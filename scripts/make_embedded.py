@@ -43,11 +43,11 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "edgefreq" / "embedded" / "default.onnx"
 SIZE = (128, 128)
 TRAIN_FRAMES, TEST_FRAMES = 400, 200
-# candidate name -> (config, overrides); the input size is the embedded config's (64 x 64)
-CANDIDATES = {
+# candidate name -> (config, overrides)
+CANDIDATES = {  # the input size is the embedded config's; `--set "preprocess.size=[64, 64]"` tries another for all
     "embedded": ("embedded", []),
-    "wfdl": ("edge", ["preprocess.size=[64, 64]", "train.epochs=40"]),
-    "variation": ("variation", ["preprocess.size=[64, 64]"]),
+    "wfdl": ("edge", ["preprocess.size=[128, 128]", "train.epochs=40"]),
+    "variation": ("variation", ["preprocess.size=[128, 128]"]),
 }
 SCORINGS = {
     "sq-mean": ["model.map=sq", "model.normalize=none", "model.score_reduce=mean"],

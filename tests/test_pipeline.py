@@ -172,31 +172,11 @@ def test_accuracy_driver_rows_resume_and_reuse_weights(dataset: Path, tmp_path: 
     assert points.main([str(uncalibrated)]) == 2
 
 
-def test_shipped_edge_config_is_the_measured_ablation_row() -> None:
-    """configs/edge.yaml is recommended on the strength of the ablation rows wfdl-cpu on bottle:
-    it must stay exactly that configuration, or the accuracy it quotes is not its own."""
-    plan = yaml.safe_load((Path(__file__).resolve().parents[1] / "benchmarks" / "plans" / "ablation.yaml").read_text())
-    row = next(r for r in plan["runs"] if r["name"] == "wfdl-cpu" and r["dataset"] == "mvtec_bottle")
-    assert to_dict(load_config("edge")) == to_dict(load_config(row["config"], row.get("overrides", [])))
-
-
-def test_variation_floor_is_trained_calibrated_exported_like_the_others(dataset: Path, tmp_path: Path) -> None:
-    """The model-free floor: fitted in one pass, z-scored by calibration, exported with its
-    statistics inside the graph; on these fixtured parts it finds the scratches."""
-    pytest.importorskip("onnxruntime")
-    from edgefreq.export.cli_export import sample_bands
-    from edgefreq.export.onnx import export_onnx
-
-    run = tmp_path / "variation"
-    train_mod.train(load_config("variation", ["preprocess.size=[32, 32]", "train.device=cpu"]), dataset, run)
-    assert [r["epoch"] for r in (json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines())] == [1]
-    assert yaml.safe_load((run / "train_summary.yaml").read_text())["beats_mean_image"] is None
-    c = calibrate(run, ThresholdPolicy(), device="cpu")
-    report = evaluate(run, dataset, run / "eval", device="cpu")
-    assert report["image_auroc"] >= 0.9 and report["pixel_auroc"] >= 0.8, report
-    model, cfg = load_run(run)
-    from edgefreq.rundir import read_split
-
-    bands = sample_bands(read_split(run)[2], cfg.preprocess)
-    exported = export_onnx(model, cfg.preprocess, c, tmp_path / "variation.onnx", kind="variation", sample_bands=bands)
-    assert exported.check.ok
+def test_shipped_edge_config_is_the_measured_study_row() -> None:
+    """configs/edge.yaml is recommended on the strength of the detectors study's row
+    edge-msgms-max-pixel on bottle (the first study's WFDL, wfdl-cpu-budget, scored with msgms,
+    per-pixel normalization, max): it must stay exactly that configuration, or the accuracy it
+    quotes is not its own."""
+    plan = yaml.safe_load((Path(__file__).resolve().parents[1] / "benchmarks" / "plans" / "detectors.yaml").read_text())
+    row = next(r for r in plan["runs"] if r["name"] == "edge-msgms-max-pixel" and r["dataset"] == "mvtec_bottle")
+    assert to_dict(load_config("edge")) == to_dict(load_config("wfdl-cpu-budget", row.get("overrides", [])))
