@@ -197,6 +197,8 @@ def run_line(
             triggers.close()
             summary.triggers = triggers.stats()
         for sink in sinks:
+            if summary.source_error and hasattr(sink, "source_failed"):  # OPC UA: the VisionSystem goes to Error
+                sink.source_failed(summary.source_error)
             summary.sinks[sink.name] = sink.close(sink_timeout)
     return summary
 

@@ -4,12 +4,13 @@
     file:///path/out.jsonl  or  out.jsonl  JSON lines appended to a file
     mqtt://host[:1883]/topic[?qos=1&retain=0&client_id=ID&status=TOPIC]   (mqtts:// for TLS, port 8883)
     modbus://[host][:port]                 Modbus TCP server for a PLC (default 127.0.0.1:5020)
+    opcua://[host][:port]                  OPC UA server, OPC 40100 reduced (default 127.0.0.1:4840)
     http://...  https://...                webhook: POST each record
     nokdir:///folder[?max_mb=200]          NOK frames + heatmaps + records, size-capped
 
 Every sink takes the same `SinkOptions` (queue size, retries, backoff, timeout) and behaves the
 same way: `submit()` never blocks, delivery happens on the sink's own thread (see base.py).
-A sink's Python packages (paho-mqtt, pymodbus, requests: the `line` extra) are imported only
+A sink's Python packages (paho-mqtt, pymodbus, asyncua, requests: the `line` extra) are imported only
 when a URI needs them.
 """
 
@@ -26,7 +27,7 @@ __all__ = ["GRAMMAR", "Item", "PermanentError", "Sink", "SinkOptions", "open_sin
 
 GRAMMAR = (
     "-, stdout://, file:///path/out.jsonl (or a path ending .jsonl), mqtt[s]://HOST[:PORT]/TOPIC, "
-    "modbus://[HOST][:PORT], http[s]://URL, nokdir:///FOLDER"
+    "modbus://[HOST][:PORT], opcua://[HOST][:PORT], http[s]://URL, nokdir:///FOLDER"
 )
 
 # scheme -> (module in this package, class)
@@ -36,11 +37,12 @@ _SINKS: dict[str, tuple[str, str]] = {
     "mqtt": ("mqtt", "MqttSink"),
     "mqtts": ("mqtt", "MqttSink"),
     "modbus": ("modbus", "ModbusSink"),
+    "opcua": ("opcua", "OpcUaSink"),
     "http": ("webhook", "WebhookSink"),
     "https": ("webhook", "WebhookSink"),
     "nokdir": ("nokdir", "NokDirSink"),
 }
-_PACKAGES = {"paho": "paho-mqtt", "pymodbus": "pymodbus>=3.13", "requests": "requests"}
+_PACKAGES = {"paho": "paho-mqtt", "pymodbus": "pymodbus>=3.13", "asyncua": "asyncua>=1.1", "requests": "requests"}
 
 
 def open_sink(uri: str, options: SinkOptions | None = None) -> Sink:
