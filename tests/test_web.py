@@ -12,6 +12,7 @@ import shutil
 import socket
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from unittest import mock
@@ -32,6 +33,7 @@ from edgefreq.runtime.capture import Capture  # noqa: E402
 from edgefreq.runtime.cli_run import EMBEDDED  # noqa: E402
 from edgefreq.runtime.inspector import Inspector  # noqa: E402
 from edgefreq.runtime.loop import run_line  # noqa: E402
+from edgefreq.runtime.record import LATENCY_STAGES  # noqa: E402
 from edgefreq.runtime.service import LineService  # noqa: E402
 from edgefreq.runtime.sinks import open_sink  # noqa: E402
 from edgefreq.runtime.sources import SourceOptions, open_source  # noqa: E402
@@ -128,7 +130,7 @@ def test_endpoints_report_the_line(start_line) -> None:
     verdicts = {s.labels["verdict"]: s.value for s in families["edgefreq_frames"].samples if s.name.endswith("_total")}
     assert verdicts == {"OK": status["ok"], "NOK": status["nok"]}
     counts = {s.labels["stage"]: s.value for s in families["edgefreq_latency_seconds"].samples if s.name.endswith("_count")}
-    assert counts["total"] == status["frames"] and set(counts) == {"capture", "preprocess", "infer", "decide", "total"}
+    assert counts["total"] == status["frames"] and set(counts) == set(LATENCY_STAGES)
     latency_sum = next(s.value for s in families["edgefreq_latency_seconds"].samples if s.name.endswith("_sum") and s.labels["stage"] == "total")
     assert 0 < latency_sum / status["frames"] < 1.0  # seconds, not milliseconds
     score = families["edgefreq_score_normalized"].samples
@@ -162,13 +164,18 @@ def test_the_gallery_keeps_the_newest_nok_parts_within_its_caps(make_decision) -
     state = LineState(gallery=3)
     for i in range(10):
         state.observe(inspection(i, "NOK" if i % 2 else "OK"))
-    assert [p.id for p in state.gallery()] == [9, 7, 5]
+    assert [p.record["frame_id"] for p in state.gallery()] == [9, 7, 5] and [p.id for p in state.gallery()] == [10, 8, 6]
     snap = state.snapshot()
-    assert (snap.frames, snap.ok, snap.nok, snap.last_frame_id) == (10, 5, 5, 9)
+    assert (snap.frames, snap.ok, snap.nok, snap.last_frame_id, snap.last_decision) == (10, 5, 5, 9, 10)
+    frameless = inspection(10, "NOK")
+    frameless.decision = replace(make_decision(0, "NOK", score=float("nan"), score_norm=float("nan")), frame_id=None)  # as trigger.missed_part
+    frameless.frame.image = frameless.view = None
+    state.observe(frameless)  # a triggered part no frame came for: kept, shown without an image
+    assert state.gallery()[0].id == 11 and state.snapshot().last_frame_id is None
     by_bytes = LineState(gallery=100, gallery_mb=0.1)  # 30 kB a frame: three fit in 0.1 MB
     for i in range(10):
         by_bytes.observe(inspection(i, "NOK"))
-    assert [p.id for p in by_bytes.gallery()] == [9, 8, 7]
+    assert [p.record["frame_id"] for p in by_bytes.gallery()] == [9, 8, 7]
 
 
 def test_not_ready_before_the_engine_and_when_a_sink_fails(tmp_path: Path) -> None:

@@ -4,10 +4,10 @@
     GET  /healthz               200 while the process serves (liveness)
     GET  /readyz                200 when ready, else 503 with the reasons (see status.py)
     GET  /api/status            the line as JSON
-    GET  /api/frame.jpg         the latest frame with heatmap and verdict; X-Frame-Id, ETag (304 when unchanged)
-    GET  /api/gallery           recent NOK parts with their records, newest first
+    GET  /api/frame.jpg         the latest frame with heatmap and verdict; X-Decision, X-Frame-Id, ETag (304 when unchanged)
+    GET  /api/gallery           recent NOK parts with their records, newest first (`id`: the decision's number)
     GET  /api/gallery/ID.jpg    one of them as an image
-    POST /api/feedback          {"id": frame id, "kind": "good"|"defect", "label": optional}: files the part
+    POST /api/feedback          {"id": part id, "kind": "good"|"defect", "label": optional}: files the part
     POST /api/trigger           {"part_id": "4711"}: part trigger (`--trigger http`); 202 with the trigger, the
                                 result goes to the sinks like every decision (docs/decision-record.md)
     GET  /metrics               Prometheus text format
@@ -87,9 +87,8 @@ def make_app(line: LineStatus, executor: Executor, token: str | None, feedback_d
         await response.write_eof()
         return response
 
-    async def encode(kind: str, inspection) -> bytes:
-        frame_id = int(inspection.decision.frame_id)
-        return await asyncio.get_running_loop().run_in_executor(executor, cache.get, kind, frame_id, inspection)
+    async def encode(kind: str, number: int, inspection) -> bytes:
+        return await asyncio.get_running_loop().run_in_executor(executor, cache.get, kind, number, inspection)
 
     async def index(request: web.Request) -> web.FileResponse:
         return web.FileResponse(STATIC / "index.html")
@@ -108,15 +107,16 @@ def make_app(line: LineStatus, executor: Executor, token: str | None, feedback_d
         return web.json_response(data)
 
     async def frame(request: web.Request) -> web.StreamResponse:
-        inspection = line.state.latest()
+        number, inspection = line.state.latest()
         if inspection is None:
             return web.json_response({"error": "no frame decided yet"}, status=503)
         d = inspection.decision
-        etag = f'"{d.frame_id}"'
+        etag = f'"{number}"'
+        ids = {"ETag": etag, "X-Decision": str(number), "X-Frame-Id": "none" if d.frame_id is None else str(d.frame_id)}
         if request.headers.get("If-None-Match") == etag:
-            return web.Response(status=304, headers={"ETag": etag, "X-Frame-Id": str(d.frame_id)})
-        body = await encode("live", inspection)
-        return await send_image(request, body, {"ETag": etag, "X-Frame-Id": str(d.frame_id), "X-Verdict": d.verdict})
+            return web.Response(status=304, headers=ids)
+        body = await encode("live", number, inspection)
+        return await send_image(request, body, {**ids, "X-Verdict": d.verdict})
 
     async def gallery(request: web.Request) -> web.Response:
         parts = [{"id": p.id, "record": p.record, "kept_at": p.kept_at, "has_image": p.inspection.frame.image is not None}
@@ -125,31 +125,31 @@ def make_app(line: LineStatus, executor: Executor, token: str | None, feedback_d
 
     def part_of(request: web.Request):
         try:
-            frame_id = int(request.match_info["id"])
+            part_id = int(request.match_info["id"])
         except ValueError:
-            raise web.HTTPBadRequest(text="the part id is a frame id (an integer)") from None
-        part = line.state.part(frame_id)
+            raise web.HTTPBadRequest(text="the part id is an integer (the gallery's id)") from None
+        part = line.state.part(part_id)
         if part is None:
-            raise web.HTTPNotFound(text=f"frame {frame_id} is not in the gallery (any more)")
+            raise web.HTTPNotFound(text=f"part {part_id} is not in the gallery (any more)")
         return part
 
     async def gallery_image(request: web.Request) -> web.StreamResponse:
         part = part_of(request)
-        body = await encode("part", part.inspection)
-        return await send_image(request, body, {"X-Frame-Id": str(part.id)})
+        body = await encode("part", part.id, part.inspection)
+        return await send_image(request, body, {"X-Decision": str(part.id)})
 
     async def post_feedback(request: web.Request) -> web.Response:
         if feedback_dir is None:
             return web.json_response({"error": "no feedback folder: start edgefreq run with --feedback DIR"}, status=409)
         try:
             body = await request.json()
-            frame_id, kind = int(body["id"]), str(body["kind"])
+            part_id, kind = int(body["id"]), str(body["kind"])
             label = body.get("label")
         except (ValueError, KeyError, TypeError):
-            return web.json_response({"error": 'send JSON {"id": FRAME_ID, "kind": "good" or "defect", "label": optional}'}, status=400)
-        part = line.state.part(frame_id)
+            return web.json_response({"error": 'send JSON {"id": PART_ID, "kind": "good" or "defect", "label": optional}'}, status=400)
+        part = line.state.part(part_id)
         if part is None:
-            return web.json_response({"error": f"frame {frame_id} is not in the gallery (any more)"}, status=404)
+            return web.json_response({"error": f"part {part_id} is not in the gallery (any more)"}, status=404)
         try:
             path = await asyncio.get_running_loop().run_in_executor(executor, feedback.write, feedback_dir, part, kind, label)
         except ValueError as exc:
@@ -157,8 +157,8 @@ def make_app(line: LineStatus, executor: Executor, token: str | None, feedback_d
         except OSError as exc:
             log.error("feedback: could not write into %s: %s", feedback_dir, exc)
             return web.json_response({"error": f"could not write the feedback file: {exc.strerror or exc}"}, status=500)
-        log.info("feedback: frame %d filed as %s: %s", frame_id, kind, path)
-        return web.json_response({"id": frame_id, "kind": kind, "path": str(path)})
+        log.info("feedback: part %d (frame %s) filed as %s: %s", part_id, part.record["frame_id"], kind, path)
+        return web.json_response({"id": part_id, "kind": kind, "path": str(path)})
 
     async def post_trigger(request: web.Request) -> web.Response:
         triggers = parts()

@@ -1,7 +1,7 @@
 """The images the page shows: a frame with its heatmap and verdict (the `--show` composition) as JPEG.
 
 Encoding runs on the web side's own worker thread, never on the line's, and at most once per
-frame: `JpegCache` keeps the last encodings by frame id, so five browsers polling the live view
+frame: `JpegCache` keeps the last encodings by decision number, so five browsers polling the live view
 cost one encoding per new frame, not five.
 """
 
@@ -32,7 +32,7 @@ def jpeg(inspection, vmax: float, max_side: int = MAX_SIDE) -> bytes:
 
 
 class JpegCache:
-    """JPEG bytes per (kind, frame id), the newest `size` kept; thread-safe. `vmax()`: the heatmap's scale."""
+    """JPEG bytes per (kind, decision number), the newest `size` kept; thread-safe. `vmax()`: the heatmap's scale."""
 
     def __init__(self, vmax: Callable[[], float], max_side: int = MAX_SIDE, size: int = 64) -> None:
         self.vmax, self.max_side, self.size = vmax, max_side, size
@@ -40,8 +40,8 @@ class JpegCache:
         self._lock = threading.Lock()
         self.encoded = 0  # how many encodings were done (tests, benchmark)
 
-    def get(self, kind: str, frame_id: int, inspection) -> bytes:
-        key = (kind, frame_id)
+    def get(self, kind: str, number: int, inspection) -> bytes:
+        key = (kind, number)
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)

@@ -51,15 +51,13 @@ class Buckets:
 
 @dataclass(frozen=True)
 class Part:
-    """A NOK part kept for the gallery: its record and the arrays to show and to file as feedback."""
+    """A NOK part kept for the gallery: its record and the arrays to show and to file as feedback.
+    `id` is the decision's number in this run (a triggered part no frame came for has no frame id)."""
 
+    id: int
     inspection: object  # edgefreq.runtime.inspector.Inspection
     record: dict
     kept_at: float
-
-    @property
-    def id(self) -> int:
-        return int(self.record["frame_id"])
 
     @property
     def nbytes(self) -> int:
@@ -79,6 +77,7 @@ class Snapshot:
     latency_window_ms: dict[str, np.ndarray]
     latency_buckets: dict[str, tuple[list[tuple[str, int]], float]]
     score_buckets: tuple[list[tuple[str, int]], float]
+    last_decision: int  # the latest decision's number in this run (0: none yet)
     last_frame_id: int | None
     last_verdict: str | None
     last_decision_age_s: float | None
@@ -132,7 +131,7 @@ class LineState:
                 self._score.add(float(d.score_norm))
             self._latest, self._latest_at = inspection, now
             if d.verdict == "NOK":
-                self._keep(Part(inspection, d.to_dict(), time.time()))
+                self._keep(Part(self.frames, inspection, d.to_dict(), time.time()))
 
     def _keep(self, part: Part) -> None:
         """Newest NOK parts, at most `gallery` of them and `gallery_mb` of images (under the lock)."""
@@ -142,18 +141,18 @@ class LineState:
             self._gallery_bytes -= self._gallery.popleft().nbytes
 
     def latest(self):
-        """The latest Inspection, or None before the first decision."""
+        """(its number in this run, the latest Inspection), or (0, None) before the first decision."""
         with self._lock:
-            return self._latest
+            return self.frames, self._latest
 
     def gallery(self) -> list[Part]:
         """The kept NOK parts, newest first."""
         with self._lock:
             return list(reversed(self._gallery))
 
-    def part(self, frame_id: int) -> Part | None:
+    def part(self, part_id: int) -> Part | None:
         with self._lock:
-            return next((p for p in self._gallery if p.id == frame_id), None)
+            return next((p for p in self._gallery if p.id == part_id), None)
 
     def snapshot(self) -> Snapshot:
         with self._lock:
@@ -164,7 +163,8 @@ class LineState:
                 latency_window_ms=windows,
                 latency_buckets={s: b.copy() for s, b in self._latency.items()},
                 score_buckets=self._score.copy(),
-                last_frame_id=None if latest is None else int(latest.decision.frame_id),
+                last_decision=self.frames,
+                last_frame_id=None if latest is None else latest.decision.frame_id,
                 last_verdict=None if latest is None else latest.decision.verdict,
                 last_decision_age_s=None if at is None else time.monotonic() - at,
                 started_at=self.started_at,

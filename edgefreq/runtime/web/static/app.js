@@ -73,23 +73,25 @@ async function statusLoop() {
   }
 }
 
-const cards = new Map(); // frame id -> card element
+const cards = new Map(); // part id (the decision's number) -> card element
 
 function card(part) {
   const d = part.record;
   const el = document.createElement("div");
   el.className = "part";
-  el.dataset.frameId = part.id;
+  el.dataset.partId = part.id;
+  el.dataset.frameId = d.frame_id === null ? "none" : d.frame_id;
   const when = new Date(d.capture_ts * 1000).toLocaleTimeString();
   const score = d.score_norm === null ? "not inspected" : `score ${d.score_norm.toFixed(2)} × threshold`;
   el.innerHTML = `<img alt="NOK part ${part.id}">
-    <div>frame ${part.id} · ${when}</div><div>${score}</div>
+    <div>frame ${d.frame_id === null ? "none" : d.frame_id}${d.part_id ? ` · part ${escape(d.part_id)}` : ""} · ${when}</div><div>${score}</div>
     <div class="meta">${escape(d.source)}</div>
     <div class="buttons">
       <button class="good">good part (false reject)</button>
       <button class="defect">confirmed defect</button>
       <input class="label" value="defect" title="defect label (the test/ folder it goes to)">
     </div><div class="result"></div>`;
+  if (!part.has_image) for (const b of el.querySelectorAll("button")) { b.disabled = true; b.title = "no image to file"; }
   el.querySelector(".good").addEventListener("click", () => sendFeedback(el, part.id, "good"));
   el.querySelector(".defect").addEventListener("click", () => sendFeedback(el, part.id, "defect"));
   fetch(`/api/gallery/${part.id}.jpg`, { headers: headers() }).then(async (r) => {
