@@ -156,7 +156,7 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         f"# Trigger -> verdict over Modbus and OPC UA (benchmarks/plc.py)\n\n"
-        f"Machine: {machine}. Embedded model (64 x 64 OCR-GAN, ONNX Runtime), synthetic line at {args.fps:g} fps "
+        f"Machine: {machine}. Embedded model (edgefreq/embedded/default.onnx at the commit of this file, ONNX Runtime), synthetic line at {args.fps:g} fps "
         f"(256 x 256 frames), one part at a time, clients on loopback. The trigger -> verdict time includes waiting for "
         f"the first frame captured after the trigger (up to one frame period, {1000 / args.fps:.1f} ms here).\n\n"
         f"Command: `python benchmarks/plc.py --parts {args.parts} --fps {args.fps:g}` ({time.strftime('%Y-%m-%d')})\n\n{table}\n"
