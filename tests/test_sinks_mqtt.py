@@ -14,6 +14,7 @@ import pytest
 from conftest import free_port, require_binary, wait_until
 
 from edgefreq.errors import UserError
+from edgefreq.runtime.record import SCHEMA
 from edgefreq.runtime.sinks import SinkOptions, open_sink
 
 mqtt = pytest.importorskip("paho.mqtt.client")
@@ -89,7 +90,7 @@ def test_decisions_and_status_arrive(mosquitto, subscriber_factory, make_decisio
     assert report["sent"] == 10 and report["failed"] == report["dropped"] == report["unsent"] == 0
     assert wait_until(lambda: sub.payloads(f"{TOPIC}/status")[-1:] == [b"offline"], 5)
     first = json.loads(next(p for t, p in sub.messages if t == TOPIC))
-    assert first["schema"] == "edgefreq.decision/2" and first["verdict"] == "NOK"
+    assert first["schema"] == SCHEMA and first["verdict"] == "NOK"
 
 
 class Link:
