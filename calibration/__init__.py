@@ -3,7 +3,7 @@
 from .calibration import Calibration, normalize_score
 from .int8_data import calibration_batches
 from .normal_range import QUANTILES, NormalRange
-from .policy import KINDS, ThresholdPolicy, false_reject_rate
+from .policy import KINDS, ThresholdPolicy, false_reject_rate, is_nok
 
 __all__ = [
     "KINDS",
@@ -13,5 +13,6 @@ __all__ = [
     "ThresholdPolicy",
     "calibration_batches",
     "false_reject_rate",
+    "is_nok",
     "normalize_score",
 ]

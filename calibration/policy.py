@@ -81,10 +81,18 @@ class ThresholdPolicy:
         return None
 
 
+def is_nok(scores: Any, threshold: float) -> Any:
+    """The OK/NOK rule, written once: NOK when a score is above the threshold, or not a finite
+    number (fail-safe). A bool for one score, a bool array for an array of them."""
+    array = np.asarray(scores, dtype=np.float64)
+    out = ~np.isfinite(array) | (array > threshold)
+    return bool(out) if out.ndim == 0 else out
+
+
 def false_reject_rate(scores: Any, threshold: float) -> float:
-    """Fraction of normal scores strictly above `threshold` (good parts that would be rejected)."""
+    """Fraction of normal scores that are NOK at `threshold` (good parts that would be rejected)."""
     array = np.asarray(scores, dtype=np.float64).reshape(-1)
     if array.size == 0:
         raise UserError("no normal scores to measure a false-reject rate on")
-    return float((array > threshold).mean())
+    return float(is_nok(array, threshold).mean())
 

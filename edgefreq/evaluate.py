@@ -15,7 +15,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from edgefreq import plots
-from edgefreq.calibration import Calibration, false_reject_rate
+from edgefreq.calibration import Calibration, false_reject_rate, is_nok
 from edgefreq.data import load_image, load_mask, scan_dataset
 from edgefreq.errors import UserError
 from edgefreq.rundir import generator_line, load_run
@@ -70,7 +70,7 @@ def evaluate(run: Path, data: Path, out: Path, batch: int = 16, device: str = "a
     masks = np.stack([load_mask(s.mask, spec, shape) for s, shape in zip(index.test, shapes)])
     has_mask = np.array([s.mask is not None or s.label == 0 for s in index.test])
     threshold = calibration.threshold
-    nok = scores > threshold
+    nok = is_nok(scores, threshold)
 
     def pixel_auroc(select: np.ndarray) -> float | None:
         select = select & has_mask

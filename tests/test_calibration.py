@@ -171,3 +171,14 @@ def test_calibration_batches_are_the_runtime_bands(tmp_path: Path) -> None:
         next(calibration_batches(paths, spec, 0))
     with pytest.raises(UserError, match="no calibration images"):
         next(calibration_batches([], spec, 4))
+
+
+def test_the_ok_nok_rule_is_written_once() -> None:
+    """Above the threshold or not a finite score is NOK; at the threshold is OK (the runtime,
+    eval and the false-reject rate all call this rule)."""
+    from edgefreq.calibration import is_nok
+
+    assert is_nok(1.0, 0.5) is True and is_nok(0.5, 0.5) is False and is_nok(float("nan"), 0.5) is True
+    assert is_nok(float("inf"), 1e30) is True
+    assert is_nok(np.array([0.1, 0.6, np.nan]), 0.5).tolist() == [False, True, True]
+    assert false_reject_rate([0.1, 0.6, 0.7, 0.2], 0.5) == 0.5

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from edgefreq.calibration import is_nok
 from edgefreq.errors import UserError
 from edgefreq.kernels import frame_to_bands
 from edgefreq.runtime.frame import Frame
@@ -111,7 +112,7 @@ class Inspector:
         out = []
         for k, frame in enumerate(frames):
             score = float(scores[k])
-            nok = not math.isfinite(score) or score > self.threshold
+            nok = is_nok(score, self.threshold)
             t3 = time.perf_counter()
             latency = {
                 "capture": max(0.0, (wall0 - frame.timestamp) * 1000.0),
