@@ -18,6 +18,7 @@ from edgefreq import plots
 from edgefreq.calibration import Calibration, false_reject_rate, is_nok
 from edgefreq.data import load_image, load_mask, scan_dataset
 from edgefreq.errors import UserError
+from edgefreq.heatmap import overlay
 from edgefreq.rundir import generator_line, load_run
 from edgefreq.scoring import score_paths
 
@@ -125,7 +126,7 @@ def write_report(report: dict, out: Path, scores, labels, maps, paths, threshold
         plots.roc(scores, labels, report["image_auroc"], out / "roc.png")
     vmax = float(np.quantile(maps, 0.999))
     order = np.argsort(-scores)[:24]
-    tiles = [plots.overlay(load_image(paths[i]), maps[i], vmax) for i in order]
+    tiles = [overlay(load_image(paths[i]), maps[i], 0.0, vmax, at_map_size=True) for i in order]  # one scale for all
     captions = [f"{'D' if labels[i] else 'G'} {scores[i]:.3g}" for i in order]
     plots.montage(tiles, captions, out / "heatmaps.png")
     (out / "report.md").write_text(markdown(report))

@@ -40,16 +40,6 @@ def roc(scores: np.ndarray, labels: np.ndarray, auroc: float, path: Path) -> Non
     plt.close(fig)
 
 
-def overlay(image_bgr: np.ndarray, amap: np.ndarray, vmax: float) -> np.ndarray:
-    """A colour heatmap of `amap` (scaled 0..vmax) blended over the image, both at the map's size."""
-    heat = np.clip(amap / (vmax or 1.0), 0, 1)
-    heat = cv2.applyColorMap((heat * 255).astype(np.uint8), cv2.COLORMAP_JET)
-    if image_bgr.ndim == 2:
-        image_bgr = cv2.cvtColor(image_bgr, cv2.COLOR_GRAY2BGR)
-    image = cv2.resize(image_bgr, (amap.shape[1], amap.shape[0]), interpolation=cv2.INTER_AREA)
-    return cv2.addWeighted(image, 0.55, heat, 0.45, 0)
-
-
 def montage(tiles: list[np.ndarray], captions: list[str], path: Path, columns: int = 6) -> None:
     """A grid of BGR tiles with a caption under each."""
     h, w = tiles[0].shape[:2]

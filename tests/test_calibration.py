@@ -182,3 +182,17 @@ def test_the_ok_nok_rule_is_written_once() -> None:
     assert is_nok(float("inf"), 1e30) is True
     assert is_nok(np.array([0.1, 0.6, np.nan]), 0.5).tolist() == [False, True, True]
     assert false_reject_rate([0.1, 0.6, 0.7, 0.2], 0.5) == 0.5
+
+
+def test_one_heatmap_overlay_for_every_view() -> None:
+    """Blue at `low`, red at `high`, at the image's size (or the map's); NaN drawn as low."""
+    from edgefreq.heatmap import overlay
+
+    image = np.full((20, 40), 128, np.uint8)
+    amap = np.zeros((10, 20), np.float32)
+    amap[:, 10:] = 5.0
+    amap[0, 0] = np.nan
+    out = overlay(image, amap, 0.0, 5.0)
+    assert out.shape == (20, 40, 3)
+    assert out[10, 35, 2] > out[10, 35, 0] and out[10, 5, 0] > out[10, 5, 2]  # red right, blue left (BGR)
+    assert overlay(image, amap, 0.0, 5.0, at_map_size=True).shape == (10, 20, 3)

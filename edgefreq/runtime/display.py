@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from edgefreq.errors import UserError
+from edgefreq.heatmap import overlay, to_bgr
 from edgefreq.runtime.inspector import Inspection
 
 WINDOW = "edgefreq"
@@ -26,14 +27,10 @@ def check_display() -> None:
 def compose(inspection: Inspection, vmax: float) -> np.ndarray:
     """The frame with the anomaly map blended over it and the verdict written on it."""
     image = inspection.view if inspection.view is not None else np.zeros((240, 320, 3), np.uint8)
-    if image.ndim == 2:
-        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    image = to_bgr(image).copy()
     d = inspection.decision
     if inspection.amap is not None:
-        heat = np.clip(np.asarray(inspection.amap, np.float32) / (vmax or 1.0), 0, 1)
-        heat = cv2.applyColorMap((heat * 255).astype(np.uint8), cv2.COLORMAP_JET)
-        heat = cv2.resize(heat, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
-        image = cv2.addWeighted(image, 0.6, heat, 0.4, 0)
+        image = overlay(image, inspection.amap, 0.0, vmax or 1.0)  # one scale across frames
     colour = (0, 200, 0) if d.verdict == "OK" else (0, 0, 255)
     score = "n/a" if inspection.error else f"{d.score_norm:.2f}"
     cv2.putText(image, f"{d.verdict} {score}", (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, colour, 2)

@@ -40,12 +40,12 @@ from urllib.parse import SplitResult, unquote
 import cv2
 import numpy as np
 
+from edgefreq.heatmap import overlay, to_bgr
 from edgefreq.runtime.record import Decision
 from edgefreq.runtime.sinks.base import Item, PermanentError, Sink, SinkOptions
 from edgefreq.runtime.sinks.uri import as_number, bad, query
 
 DEFAULT_MAX_MB = 200.0
-HEATMAP_WEIGHT = 0.45  # share of the colour map in the overlay
 _NAME = re.compile(r"^(\d{8}T\d{6}\.\d{3}Z_\d+)(\.json|\.png|_heatmap\.png)$")
 _TEMPORARY = re.compile(r"^\.(\d{8}T\d{6}\.\d{3}Z_\d+)(\.json|\.png|_heatmap\.png)\.tmp$")
 
@@ -69,19 +69,15 @@ def heatmap_overlay(frame: np.ndarray, amap: np.ndarray) -> np.ndarray:
         amap = amap[0]
     if amap.ndim != 2:
         raise PermanentError(f"anomaly map must be HxW, got shape {amap.shape}")
-    amap = np.nan_to_num(amap, nan=0.0, posinf=0.0, neginf=0.0)
-    low, high = float(amap.min()), float(amap.max())
-    scaled = np.zeros(amap.shape, np.uint8) if high <= low else ((amap - low) * (255.0 / (high - low))).astype(np.uint8)
-    heat = cv2.applyColorMap(scaled, cv2.COLORMAP_JET)
-    base = _bgr(frame)
-    heat = cv2.resize(heat, (base.shape[1], base.shape[0]), interpolation=cv2.INTER_LINEAR)
-    return cv2.addWeighted(base, 1.0 - HEATMAP_WEIGHT, heat, HEATMAP_WEIGHT, 0.0)
+    finite = amap[np.isfinite(amap)]
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    return overlay(_bgr(frame), amap, low, high)  # each NOK image on its own map's range
 
 
 def _bgr(frame: np.ndarray) -> np.ndarray:
     if frame.dtype != np.uint8 or not (frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] in (1, 3))):
         raise PermanentError(f"frame must be uint8 HxW or HxWx3 (BGR), got {frame.dtype} {frame.shape}")
-    return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR) if frame.ndim == 2 or frame.shape[2] == 1 else frame
+    return to_bgr(frame)
 
 
 class NokDirSink(Sink):
