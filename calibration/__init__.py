@@ -1,7 +1,6 @@
-"""Normal-only calibration (DESIGN.md decision 6): normal-score range, threshold policy, INT8 data."""
+"""Normal-only calibration (DESIGN.md decision 6): normal-score range, threshold policy, and the OK/NOK rule."""
 
 from .calibration import Calibration, normalize_score
-from .int8_data import calibration_batches
 from .normal_range import QUANTILES, NormalRange
 from .policy import KINDS, ThresholdPolicy, false_reject_rate, is_nok
 
@@ -11,7 +10,6 @@ __all__ = [
     "Calibration",
     "NormalRange",
     "ThresholdPolicy",
-    "calibration_batches",
     "false_reject_rate",
     "is_nok",
     "normalize_score",

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from edgefreq.calibration import Calibration, calibration_batches
+from edgefreq.calibration import Calibration
 from edgefreq.errors import UserError
 from edgefreq.kernels import Preprocess
 from edgefreq.rundir import generator_line, load_run, read_split
 
+from .int8_data import calibration_batches
 from .onnx import DEFAULT_OPSET, export_onnx
 
 CHECK_IMAGES = 8

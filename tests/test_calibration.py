@@ -13,11 +13,11 @@ from edgefreq.calibration import (
     Calibration,
     NormalRange,
     ThresholdPolicy,
-    calibration_batches,
     false_reject_rate,
     normalize_score,
 )
 from edgefreq.errors import UserError
+from edgefreq.export.int8_data import calibration_batches
 from edgefreq.kernels import Preprocess, frame_to_bands
 
 

@@ -14,7 +14,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from edgefreq.calibration import Calibration, calibration_batches
+from edgefreq.calibration import Calibration
+from edgefreq.export.int8_data import calibration_batches
 from edgefreq.export.int8 import score_batches, shifted
 from edgefreq.cli import main
 from edgefreq.config import to_dict

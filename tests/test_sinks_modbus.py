@@ -166,6 +166,7 @@ def fake_line(sink, triggers, make_decision, stop):
 
 
 def test_a_plc_drives_1000_parts_through_the_handshake_none_lost_or_mismatched(plc_and_sink, make_decision):
+    pytest.importorskip("torch")  # the trigger queue imports the inspector's types
     from edgefreq.runtime.trigger import Triggers
 
     client, sink = plc_and_sink
@@ -237,6 +238,7 @@ def test_the_plc_may_write_only_the_trigger_ack_and_part_id(plc_and_sink):
 def test_a_real_line_answers_each_plc_part_with_its_own_frame(make_decision):
     """The loop with the embedded engine and a camera; the PLC triggers 20 parts over Modbus."""
     pytest.importorskip("onnxruntime")
+    pytest.importorskip("torch")
     from test_trigger import Camera
 
     from edgefreq.runtime.backends import open_backend
@@ -275,6 +277,7 @@ def test_a_real_line_answers_each_plc_part_with_its_own_frame(make_decision):
 
 
 def test_the_trigger_mode_needs_its_server():
+    pytest.importorskip("torch")  # cli_run opens the line's modules
     from edgefreq.runtime.cli_run import take_triggers
     from edgefreq.runtime.trigger import Triggers
 

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch  # noqa: F401  (the line it starts runs the embedded model: not a torch-free test)
 from conftest import free_port, wait_until
 
 from edgefreq.cli import main
