@@ -111,7 +111,6 @@ def test_scan_dataset_layout_labels_masks_warnings(tmp_path: Path) -> None:
     assert by_folder[("aaa_scratch", "001.png")].mask == tmp_path / "part/ground_truth/aaa_scratch/001_mask.png"
     assert by_folder[("zz_dent", "000.png")].mask is None
     assert len(index.warnings) == 1 and "zz_dent" in index.warnings[0] and "without a mask" in index.warnings[0]
-    assert index.defects == ["aaa_scratch", "zz_dent"]
     assert index.counts() == {"train/good": 3, "test/aaa_scratch": 2, "test/good": 2, "test/zz_dent": 1}
 
 

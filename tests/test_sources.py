@@ -17,8 +17,6 @@ from edgefreq.runtime.sources import (
     DEFECT_KINDS,
     SourceOptions,
     SyntheticLine,
-    good_frames,
-    labelled_frames,
     open_source,
 )
 from edgefreq.runtime.sources.camera import csi_pipeline, redact
@@ -283,22 +281,6 @@ def test_defects_visibly_change_the_part(kind: str) -> None:
         assert 6 <= changed < 0.03 * diff.size, (kind, index, changed)  # visible, yet a small local change
         small = [cv2.resize(x, (64, 64), interpolation=cv2.INTER_AREA).astype(np.int16) for x in (good, bad)]
         assert np.abs(small[0] - small[1]).max() > 20, (kind, index)  # still visible at model input
-
-
-def test_good_frames_vary_but_stay_good() -> None:
-    frames = good_frames(8, seed=0, size=(64, 64))
-    assert frames.shape == (8, 64, 64, 3) and frames.dtype == np.uint8
-    assert len({f.tobytes() for f in frames}) == 8
-    line = SyntheticLine((64, 64), seed=0, defect_rate=0.0)
-    assert np.array_equal(frames[3], line.frame(3)[0])
-
-
-def test_labelled_frames_match_the_line() -> None:
-    images, labels = labelled_frames(40, seed=1, defect_rate=0.5, size=(64, 64))
-    assert images.shape == (40, 64, 64, 3) and labels.shape == (40,)
-    line = SyntheticLine((64, 64), seed=1, defect_rate=0.5)
-    assert [line.frame(i)[1] for i in range(40)] == labels.tolist()
-    assert 0 < labels.sum() < 40
 
 
 def test_synthetic_bad_arguments() -> None:

@@ -43,11 +43,6 @@ class DatasetIndex:
     test: list[Sample]
     warnings: list[str] = field(default_factory=list)
 
-    @property
-    def defects(self) -> list[str]:
-        """The defect folder names found under test/, sorted."""
-        return sorted({s.defect for s in self.test if s.label == 1})
-
     def counts(self) -> dict[str, int]:
         """Images per group: 'train/good', then 'test/<folder>' for every test folder."""
         per_folder = Counter(s.defect for s in self.test)

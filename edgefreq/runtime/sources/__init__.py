@@ -2,7 +2,7 @@
 
 from .base import Sample, Source
 from .options import SourceOptions
-from .synthetic import DEFECT_KINDS, SyntheticLine, SyntheticSource, good_frames, labelled_frames
+from .synthetic import DEFECT_KINDS, SyntheticLine, SyntheticSource
 from .uri import open_source
 
 __all__ = [
@@ -12,7 +12,5 @@ __all__ = [
     "SourceOptions",
     "SyntheticLine",
     "SyntheticSource",
-    "good_frames",
-    "labelled_frames",
     "open_source",
 ]

@@ -13,7 +13,7 @@ gradient, and Gaussian sensor noise (a random window of a fixed noise field, for
 
 Three independent random streams per frame (defect coin, pose/lighting/noise, defect geometry)
 make `render(index, kind)` show the very same part with or without any chosen defect.
-Also used to train and evaluate the embedded default model: `good_frames`, `labelled_frames`.
+scripts/make_embedded.py renders its training, validation and test sets with `SyntheticLine.render`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import math
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from edgefreq.errors import UserError
 
@@ -231,30 +230,6 @@ class SyntheticLine:
         points = np.array([_pt(px + q * math.cos(t), py + q * math.sin(t)) for q, t in zip(radii, angles)], np.int32)
         colour = _CONTAMINANTS[int(rng.integers(len(_CONTAMINANTS)))]
         cv2.fillPoly(img, [points], colour, cv2.LINE_AA, _SHIFT)
-
-
-def good_frames(n: int, seed: int = 0, size: tuple[int, int] = (128, 128), progress: bool = False) -> np.ndarray:
-    """`n` good frames (indices 0..n-1 of stream `seed`) as an n x H x W x 3 uint8 BGR array."""
-    line = SyntheticLine(size, seed, defect_rate=0.0)
-    out = np.empty((n, *line.size, 3), np.uint8)
-    for i in tqdm(range(n), desc="synthetic good frames", unit="frame", disable=not progress):
-        out[i] = line.render(i, None)
-    return out
-
-
-def labelled_frames(
-    n: int, seed: int = 1, defect_rate: float = 0.5, size: tuple[int, int] = (128, 128), progress: bool = False
-) -> tuple[np.ndarray, np.ndarray]:
-    """`n` frames of stream `seed` and their labels (uint8, 1 = defect) with about `defect_rate` defects.
-
-    Use a seed other than the training one for evaluation: same line, unseen frames.
-    """
-    line = SyntheticLine(size, seed, defect_rate)
-    images = np.empty((n, *line.size, 3), np.uint8)
-    labels = np.empty(n, np.uint8)
-    for i in tqdm(range(n), desc="synthetic labelled frames", unit="frame", disable=not progress):
-        images[i], labels[i] = line.frame(i)
-    return images, labels
 
 
 class SyntheticSource(Source):
