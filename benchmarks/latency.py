@@ -3,7 +3,7 @@ next to the physical limit (roofline floor) of the device.
 
 For each model (a shipped config with random weights, or a trained run folder) and each batch
 size, the MODEL stage (bands -> score, anomaly map, through the backend's infer: host arrays out)
-and the FD stage (uint8 frames -> bands, the Inspector's own frames_to_bands) are
+and the FD stage (uint8 frames -> bands, the Inspector's own fd_stage) are
 timed separately on the MVTec bottle test images (../shared/data/mvtec_bottle/test; the
 synthetic line stands in, with a message, when they are absent). Backends:
 
@@ -63,7 +63,7 @@ from edgefreq.export.inductor import build_pt2
 from edgefreq.export.onnx import BandsToScore, export_onnx
 from edgefreq.export.sidecar import BatchRange
 from edgefreq.kernels import Preprocess, frame_to_bands
-from edgefreq.runtime.inspector import frames_to_bands
+from edgefreq.runtime.inspector import fd_stage
 from edgefreq.models import build_model, count_parameters
 from edgefreq.roofline import ModelCost, Peaks, measure_peaks, model_cost
 from edgefreq.rundir import RunConfig, load_config, load_run
@@ -337,7 +337,7 @@ def run(args: argparse.Namespace) -> int:
         for b in batches:
             groups = [np.stack(images[i:i + b]) for i in range(0, len(images) - b + 1, b)]
             cycle = itertools.cycle(groups)
-            samples = timer.samples(lambda: frames_to_bands(next(cycle), spec, device), reps, warmup)
+            samples = timer.samples(lambda: fd_stage(next(cycle), spec, device), reps, warmup)
             p50, p99 = float(np.percentile(samples, 50)), float(np.percentile(samples, 99))
             floor = fd_floor_ms(images[0], spec, b, peaks, h2d)
             fd_rows.append([", ".join(users), f"{spec.size[1]}x{spec.size[0]} x {spec.levels}", "triton" if cuda else "opencv", str(b),

@@ -26,7 +26,7 @@ from edgefreq.runtime.record import Decision
 log = logging.getLogger("edgefreq")
 
 
-def frames_to_bands(frames: np.ndarray, spec, device: torch.device, fd_impl: str = "auto") -> list:
+def fd_stage(frames: np.ndarray, spec, device: torch.device, fd_impl: str = "auto") -> list:
     """The FD stage of the line: B x H x W x C uint8 frames -> bands where the engine wants them:
     on CUDA through pinned memory and the fused Triton kernel (torch tensors), else OpenCV (numpy)."""
     if device.type == "cuda":
@@ -77,7 +77,7 @@ class Inspector:
         self.fd_impl = fd_impl
 
     def _bands(self, images: list[np.ndarray]) -> list:
-        return frames_to_bands(as_batch(images), self.spec, self.device, self.fd_impl)
+        return fd_stage(as_batch(images), self.spec, self.device, self.fd_impl)
 
     def inspect(self, frames: list[Frame], dropped: int) -> list[Inspection]:
         """Decisions for `frames` (in order). Frames of different sizes are inspected in groups."""
