@@ -101,6 +101,7 @@ def run_one(entry: dict, seed: int, runs: Path) -> dict:
         "generator_beats_mean_image": report["generator_beats_mean_image"],
         "image_auroc_ci95": bootstrap_ci(report),
         "validation_forged_auroc": load_yaml(out / VALIDATION_FILE)["forged_auroc"],
+        "validation_forged_escape": load_yaml(out / VALIDATION_FILE)["forged_escape_rate"],
         "dataset": data.name,
         "config": entry["config"],
         "overrides": overrides,

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from edgefreq.calibration import KINDS, Calibration, ThresholdPolicy
+from edgefreq.calibration import KINDS, Calibration, ThresholdPolicy, is_nok
 from edgefreq.config import from_dict, load_yaml, to_dict, write_yaml
 from edgefreq.data import ForgeConfig, forge_batch, scan_dataset
 from edgefreq.errors import UserError
@@ -91,6 +91,8 @@ def calibrate(
     calibration = Calibration.from_scores(scores.numpy(), policy)
     validation = {
         "forged_auroc": forged_auroc(scores.numpy(), forged_scores.numpy()),
+        # the operating point on forgeries: the share the calibrated threshold lets through
+        "forged_escape_rate": float(np.mean(~is_nok(forged_scores.numpy(), calibration.threshold))),
         "images": len(paths),
         "what": "good calibration images (leave-one-out scores) vs a CutPaste + CutOut forged copy of each, no test image",
         "scoring": scoring_settings(cfg.model),
@@ -123,10 +125,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"threshold {c.threshold:.5g} ({policy.describe()}): false-reject rate {c.false_reject_rate:.3f} on these images")
     if c.warning:
         print(f"warning: {c.warning}")
-    auroc = load_yaml(args.run / VALIDATION_FILE)["forged_auroc"]
+    validation = load_yaml(args.run / VALIDATION_FILE)
+    auroc = validation["forged_auroc"]
     if auroc is None:
-        print("validation on forged anomalies skipped: it needs scikit-learn (pip install 'edgefreq[eval]')")
+        print("validation AUROC on forged anomalies skipped: it needs scikit-learn (pip install 'edgefreq[eval]')")
     else:
         print(f"validation: image AUROC {auroc:.3f} of good vs forged copies of the calibration images (no test image used)")
+    print(f"validation: the threshold lets {validation['forged_escape_rate']:.1%} of the forged copies through")
     print(f"wrote {args.run / 'calibration.yaml'}, {args.run / STATS_FILE} and {args.run / VALIDATION_FILE}")
     return 0

@@ -166,6 +166,7 @@ def test_rescoring_a_trained_run_without_training(shapes: Path, tmp_path: Path) 
     assert first.threshold != second.threshold
     validation = yaml.safe_load((run / "validation.yaml").read_text())
     assert 0.0 <= validation["forged_auroc"] <= 1.0 and validation["images"] == 5
+    assert 0.0 <= validation["forged_escape_rate"] <= 1.0
     assert validation["scoring"]["map"] == "msgms"
     model, cfg = load_run(run)
     assert cfg.model.normalize == "pixel" and not torch.all(model.head.pixel_std == 1)
