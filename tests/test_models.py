@@ -9,8 +9,7 @@ from edgefreq.config import from_dict, to_dict
 from edgefreq.errors import UserError
 from edgefreq.kernels import decouple
 from edgefreq.models import MODELS, FrequencyLoss, ModelConfig, build_model, count_parameters, flops, frequency_weights
-from edgefreq.models.cs import ChannelSelection
-from edgefreq.models.unet import UNet
+from edgefreq.models.ocrgan import ChannelSelection, UNet
 
 SIZE = 32
 KIND_LEVELS = [("ocrgan", 1), ("ocrgan", 2), ("ocrgan", 3), ("skipganomaly", 1), ("wfdl", 1), ("wfdl", 2), ("wfdl", 3)]

@@ -1,4 +1,5 @@
-"""OCR-GAN (Liang et al., TIP 2023) and its baseline Skip-GANomaly (the same code, one band, no CS).
+"""OCR-GAN (Liang et al., TIP 2023) and its baseline Skip-GANomaly (the same code, one band, no CS),
+in one file, top to bottom: the U-Net generator, Channel Selection, the discriminator, the model.
 
 One U-Net generator per FD band; Channel Selection mixes the band encoders after every encoder
 level (the weighted features feed the next level and the skip); the output is the sum of the
@@ -25,11 +26,107 @@ from edgefreq.errors import UserError
 
 from .base import AnomalyModel, halvings
 from .config import ModelConfig
-from .cs import ChannelSelection
-from .discriminator import Discriminator
 from .losses import content_loss
-from .unet import UNet, level_channels
 
+
+# --- the generator: one U-Net per band -----------------------------------------------------
+# The pix2pix U-Net generator (one per FD band), split into encoder levels and a decoder so
+# Channel Selection can sit between the band encoders at every level.
+#
+# Level i has ngf * min(2^i, 8) channels. Down: LeakyReLU(0.2) -> Conv4x4/s2 -> BatchNorm (the
+# outermost level is the bare conv, the innermost has no BatchNorm). Up: ReLU ->
+# ConvTranspose4x4/s2 -> BatchNorm, concatenated with the skip from the same level; the outermost
+# up ends in Tanh. At 256 x 256 with depth 8 the bottleneck is 1 x 1 (~54M parameters at ngf 64).
+
+def level_channels(ngf: int, depth: int) -> list[int]:
+    """Channels after each encoder level."""
+    return [ngf * min(2**i, 8) for i in range(depth)]
+
+
+class UNet(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, ngf: int, depth: int) -> None:
+        super().__init__()
+        ch = level_channels(ngf, depth)
+        self.downs = nn.ModuleList()
+        for i in range(depth):
+            layers: list[nn.Module] = [] if i == 0 else [nn.LeakyReLU(0.2)]
+            layers.append(nn.Conv2d(in_channels if i == 0 else ch[i - 1], ch[i], 4, 2, 1, bias=False))
+            if 0 < i < depth - 1:
+                layers.append(nn.BatchNorm2d(ch[i]))
+            self.downs.append(nn.Sequential(*layers))
+        self.ups = nn.ModuleList()
+        for i in range(depth):
+            outermost, innermost = i == 0, i == depth - 1
+            c_in = ch[i] if innermost else 2 * ch[i]
+            c_out = out_channels if outermost else ch[i - 1]
+            layers = [nn.ReLU(), nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=outermost)]
+            layers.append(nn.Tanh() if outermost else nn.BatchNorm2d(c_out))
+            self.ups.append(nn.Sequential(*layers))
+
+    def decode(self, skips: list[torch.Tensor]) -> torch.Tensor:
+        """skips[i] is the output of encoder level i (after CS); returns the reconstruction."""
+        h = self.ups[-1](skips[-1])
+        for i in range(len(skips) - 2, -1, -1):
+            h = self.ups[i](torch.cat([skips[i], h], dim=1))
+        return h
+
+
+# --- Channel Selection between the band encoders -------------------------------------------
+# Channel Selection (CS): soft channel attention across the band encoders (OCR-GAN Sec. III-C).
+#
+# The branch features are summed, global-average-pooled, reduced by Linear(C, d), and mapped by
+# one Linear(d, C) per branch; a softmax ACROSS branches gives each branch's channel weights
+# (they sum to 1 per channel), and each branch's features are scaled by its weights.
+# d = max(C / 2, 32). A registered module: trained and saved with the model (DESIGN decision 3).
+
+class ChannelSelection(nn.Module):
+    def __init__(self, channels: int, branches: int) -> None:
+        super().__init__()
+        d = max(channels // 2, 32)
+        self.squeeze = nn.Linear(channels, d)
+        self.select = nn.ModuleList(nn.Linear(d, channels) for _ in range(branches))
+
+    def weights(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        """N x branches x C channel weights; they sum to 1 over the branches."""
+        fused = feats[0]
+        for f in feats[1:]:
+            fused = fused + f
+        z = self.squeeze(fused.mean(dim=(2, 3)))
+        logits = torch.stack([fc(z) for fc in self.select], dim=1)
+        return logits.softmax(dim=1)
+
+    def forward(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
+        w = self.weights(feats)
+        return [f * w[:, b, :, None, None] for b, f in enumerate(feats)]
+
+
+# --- the discriminator ---------------------------------------------------------------------
+# The DCGAN discriminator of Skip-GANomaly / OCR-GAN.
+#
+# Conv4x4/s2 + LeakyReLU, then Conv4x4/s2 + BatchNorm + LeakyReLU stages (channels doubling) until
+# the map is at most 4 x 4, a conv over the whole remaining map to an nz-d feature (the latent
+# used by the latent loss and the score), and a 1x1 conv to one real/fake LOGIT (the sigmoid lives
+# in BCEWithLogits, which is AMP-safe).
+
+class Discriminator(nn.Module):
+    def __init__(self, in_channels: int, ndf: int, nz: int, size: tuple[int, int]) -> None:
+        super().__init__()
+        h, w, c = size[0] // 2, size[1] // 2, ndf
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2)]
+        while min(h, w) > 4:
+            layers += [nn.Conv2d(c, 2 * c, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * c), nn.LeakyReLU(0.2)]
+            h, w, c = h // 2, w // 2, 2 * c
+        layers.append(nn.Conv2d(c, nz, (h, w), bias=False))
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Conv2d(nz, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(real/fake logits N, latent features N x nz)."""
+        f = self.features(x)
+        return self.classifier(f).flatten(), f.flatten(1)
+
+
+# --- the model ------------------------------------------------------------------------
 
 def dcgan_init(m: nn.Module) -> None:
     """The DCGAN initialization Skip-GANomaly and OCR-GAN use: conv N(0, 0.02), BatchNorm N(1, 0.02)."""
