@@ -26,7 +26,6 @@ also hold, so a PLC never sees a new counter next to an old verdict.
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import logging
 import math
@@ -41,6 +40,7 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from edgefreq.runtime.sinks.base import Item, Sink, SinkOptions
+from edgefreq.runtime.sinks.server_thread import ServerThread
 from edgefreq.runtime.sinks.uri import as_number, bad, port, query
 
 log = logging.getLogger("edgefreq.sinks")
@@ -106,14 +106,10 @@ class ModbusSink(Sink):
         self._results: collections.deque[tuple[int, int, int, int]] = collections.deque()
         self._results_max = results
         self._server: ModbusTcpServer | None = None
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._start_error: BaseException | None = None
-        self._server_thread = threading.Thread(target=self._serve, name=f"modbus server {host}:{port}", daemon=True)
-        self._server_thread.start()
-        if not self._ready.wait(START_TIMEOUT_S) or self._start_error is not None:
+        self._serving = ServerThread(f"modbus server {host}:{port}", self._start, START_TIMEOUT_S)
+        if not self._serving.started:
             self._stop_server()
-            why = "the server did not start in time" if self._start_error is None else _bind_problem(host, port)
+            why = "the server did not start in time" if self._serving.error is None else _bind_problem(host, port)
             raise bad(self.name, f"cannot listen on {host}:{port}: {why}")
 
     @classmethod
@@ -239,17 +235,6 @@ class ModbusSink(Sink):
             registers[:N_REGISTERS] = regs
         return None
 
-    def _serve(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._loop.run_until_complete(self._start())
-        except BaseException as exc:  # reported to __init__, which raises a UserError
-            self._start_error = exc
-            self._ready.set()
-            return
-        self._ready.set()
-        self._loop.run_forever()
-
     async def _start(self) -> None:
         def bits(readonly: bool) -> list[SimData]:
             return [SimData(0, count=16, values=False, datatype=DataType.BITS, readonly=readonly)]
@@ -264,14 +249,7 @@ class ModbusSink(Sink):
         await self._server.serve_forever(background=True)
 
     def _stop_server(self) -> None:
-        if self._server is not None and self._loop.is_running():
-            future = asyncio.run_coroutine_threadsafe(self._server.shutdown(), self._loop)
-            future.result(timeout=START_TIMEOUT_S)
-        if self._loop.is_running():
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        self._server_thread.join(START_TIMEOUT_S)
-        if not self._loop.is_running() and not self._server_thread.is_alive():
-            self._loop.close()
+        self._serving.stop(self._server.shutdown if self._server is not None else None)
 
     def _release(self) -> None:
         with self._lock:

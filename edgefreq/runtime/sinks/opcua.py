@@ -35,6 +35,7 @@ from asyncua.server.user_managers import UserManager
 from asyncua.crypto.permission_rules import User, UserRole
 
 from edgefreq.runtime.sinks.base import Item, Sink, SinkOptions
+from edgefreq.runtime.sinks.server_thread import ServerThread
 from edgefreq.runtime.sinks.uri import as_number, bad, no_credentials, port, query
 
 log = logging.getLogger("edgefreq.sinks")
@@ -92,14 +93,11 @@ class OpcUaSink(Sink):
         self._lock = threading.Lock()
         self._triggers = None
         self._results = 0
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._start_error: BaseException | None = None
-        self._thread_server = threading.Thread(target=self._serve, name=f"opcua server {host}:{port}", daemon=True)
-        self._thread_server.start()
-        if not self._ready.wait(START_TIMEOUT_S) or self._start_error is not None:
+        self._serving = ServerThread(f"opcua server {host}:{port}", self._start, START_TIMEOUT_S)
+        if not self._serving.started:
             self._stop_server()
-            why = "the server did not start in time" if self._start_error is None else f"{type(self._start_error).__name__}: {self._start_error}"
+            error = self._serving.error
+            why = "the server did not start in time" if error is None else f"{type(error).__name__}: {error}"
             raise bad(self.name, f"cannot serve on {host}:{port}: {why}")
 
     @classmethod
@@ -124,14 +122,14 @@ class OpcUaSink(Sink):
     def set_state(self, state: str, reason: str | None = None) -> None:
         if reason:
             log.warning("sink %s: VisionSystem %s: %s", self.name, state, reason)
-        asyncio.run_coroutine_threadsafe(self._state.write_value(state), self._loop).result(START_TIMEOUT_S)
+        self._serving.run(self._state.write_value(state), START_TIMEOUT_S)
 
     def source_failed(self, reason: str) -> None:
         """The loop's source broke: the VisionSystem is in Error."""
         self.set_state("Error", reason)
 
     def _deliver(self, item: Item) -> None:
-        asyncio.run_coroutine_threadsafe(self._publish(item.decision), self._loop).result(self.options.timeout_s)
+        self._serving.run(self._publish(item.decision), self.options.timeout_s)
 
     async def _publish(self, d) -> None:
         if await self._state.read_value() == "Preoperational":
@@ -156,17 +154,6 @@ class OpcUaSink(Sink):
         await self._events.trigger(message=f"{d.part_id or d.frame_id}: {d.verdict}" + (f" ({d.reason})" if d.reason else ""))
 
     # -- the server, on its own asyncio loop in its own thread ---------------------------------
-
-    def _serve(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._loop.run_until_complete(self._start())
-        except BaseException as exc:  # reported to __init__, which raises a UserError
-            self._start_error = exc
-            self._ready.set()
-            return
-        self._ready.set()
-        self._loop.run_forever()
 
     async def _start(self) -> None:
         server = Server(user_manager=self._user) if self._user is not None else Server()
@@ -218,13 +205,7 @@ class OpcUaSink(Sink):
 
     def _stop_server(self) -> None:
         server = getattr(self, "_server", None)
-        if server is not None and self._loop.is_running():
-            asyncio.run_coroutine_threadsafe(server.stop(), self._loop).result(timeout=START_TIMEOUT_S)
-        if self._loop.is_running():
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread_server.join(START_TIMEOUT_S)
-        if not self._loop.is_running() and not self._thread_server.is_alive():
-            self._loop.close()
+        self._serving.stop(server.stop if server is not None else None)
 
     def _release(self) -> None:
         self._stop_server()
