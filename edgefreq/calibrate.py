@@ -83,10 +83,11 @@ def calibrate(
     missing = [p for p in paths if not p.exists()]
     if missing:
         raise UserError(f"{missing[0]}: calibration image not found (the data folder moved? pass --data)")
-    raw, latent = raw_parts_paths(model, cfg.preprocess, paths, batch, desc="calibrating")
     generator = torch.Generator().manual_seed(VALIDATION_SEED)
     forge = cfg.forge if cfg.forge.active else ForgeConfig()
-    forged = raw_parts_paths(model, cfg.preprocess, paths, batch, desc="validating", transform=lambda x: forge_batch(x.cpu(), forge, generator).to(x.device))
+    (raw, latent), forged = raw_parts_paths(
+        model, cfg.preprocess, paths, batch, desc="calibrating", probe=lambda x: forge_batch(x.cpu(), forge, generator).to(x.device)
+    )
     scores, forged_scores = model.head.fit(raw, latent, forged)
     calibration = Calibration.from_scores(scores.numpy(), policy)
     validation = {

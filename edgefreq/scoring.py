@@ -16,20 +16,16 @@ from edgefreq.kernels import Preprocess, decouple, preprocess_frame
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
 
-def _batches(
-    model: torch.nn.Module, spec: Preprocess, paths: Sequence[Path], batch_size: int, fd_impl: str, desc: str, shapes: list,
-    transform: Transform | None = None,
-) -> Iterator[list[torch.Tensor]]:
-    """Bands of `paths`, `batch_size` images at a time, preprocessed exactly as in training (then
-    `transform`ed, e.g. forged, before FD); appends each file's H x W to `shapes`."""
+def _images(
+    model: torch.nn.Module, spec: Preprocess, paths: Sequence[Path], batch_size: int, desc: str, shapes: list
+) -> Iterator[torch.Tensor]:
+    """N x C x H x W model inputs of `paths`, `batch_size` images at a time, preprocessed exactly as
+    in training (before FD); appends each file's H x W to `shapes`."""
     device = next(model.parameters()).device
     for start in tqdm(range(0, len(paths), batch_size), desc=desc, unit="batch", leave=False):
         images = [load_image(p) for p in paths[start : start + batch_size]]
         shapes += [img.shape[:2] for img in images]
-        x = torch.from_numpy(np.stack([preprocess_frame(img, spec) for img in images])).to(device)
-        if transform is not None:
-            x = transform(x)
-        yield decouple(x, spec.levels, fd_impl, spec.clip_high)
+        yield torch.from_numpy(np.stack([preprocess_frame(img, spec) for img in images])).to(device)
 
 
 @torch.no_grad()
@@ -44,8 +40,8 @@ def score_paths(
     """(scores N, anomaly maps N x H x W, each file's H x W) for image files; the file sizes let a
     caller fit ground-truth masks without reading images again."""
     scores, maps, shapes = [], [], []
-    for bands in _batches(model, spec, paths, batch_size, fd_impl, desc, shapes):
-        score, amap = model.score(bands)
+    for x in _images(model, spec, paths, batch_size, desc, shapes):
+        score, amap = model.score(decouple(x, spec.levels, fd_impl, spec.clip_high))
         scores.append(score.float().cpu().numpy())
         maps.append(amap.float().cpu().numpy())
     if not scores:
@@ -53,16 +49,24 @@ def score_paths(
     return np.concatenate(scores), np.concatenate(maps), shapes
 
 
+Parts = tuple[torch.Tensor, torch.Tensor | None]
+
+
 @torch.no_grad()
 def raw_parts_paths(
-    model: torch.nn.Module, spec: Preprocess, paths: Sequence[Path], batch_size: int = 16, fd_impl: str = "auto", desc: str = "scoring",
-    transform: Transform | None = None,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(raw maps N x H x W, latent terms N or None) on the CPU: what the score statistics are fitted on."""
-    raws, latents = [], []
-    for bands in _batches(model, spec, paths, batch_size, fd_impl, desc, [], transform):
-        raw, latent = model.raw_parts(bands)
-        raws.append(raw.float().cpu())
-        latents.append(None if latent is None else latent.float().cpu())
-    latent = None if latents[0] is None else torch.cat(latents)
-    return torch.cat(raws), latent
+    model: torch.nn.Module, spec: Preprocess, paths: Sequence[Path], batch_size: int = 16, fd_impl: str = "auto",
+    desc: str = "scoring", probe: Transform | None = None,
+) -> tuple[Parts, Parts | None]:
+    """(raw maps N x H x W, latent terms N or None) on the CPU, what the score statistics are fitted
+    on; with `probe`, the same of `probe(images)` (e.g. forged copies), from the same decoded files."""
+    out: list[list[tuple[torch.Tensor, torch.Tensor | None]]] = [[], []]
+    for x in _images(model, spec, paths, batch_size, desc, []):
+        for k, images in enumerate([x] if probe is None else [x, probe(x)]):
+            raw, latent = model.raw_parts(decouple(images, spec.levels, fd_impl, spec.clip_high))
+            out[k].append((raw.float().cpu(), None if latent is None else latent.float().cpu()))
+
+    def joined(parts: list[tuple[torch.Tensor, torch.Tensor | None]]) -> Parts:
+        latents = [lat for _, lat in parts]
+        return torch.cat([raw for raw, _ in parts]), None if latents[0] is None else torch.cat(latents)
+
+    return joined(out[0]), joined(out[1]) if probe is not None else None
