@@ -121,43 +121,39 @@ def edited_engine(work: Path, name: str, edit: Callable[[dict], None], base: str
     return folder / f"{base}.onnx"
 
 
-def scored(out: Path) -> str:
-    got = records(out)
-    return f"{sum(r['score'] is not None for r in got)}/{len(got)} scored"
+def run_into(out: Path, *args: str) -> tuple[subprocess.CompletedProcess, list[dict]]:
+    """`edgefreq run ARGS` with a fresh JSONL sink OUT; the process and the records it wrote."""
+    out.unlink(missing_ok=True)
+    proc = edgefreq("run", *args, "--sink", str(out), "--quiet")
+    return proc, records(out)
+
+
+def scored_folder(work: Path, out: str, engine: str, frames: str, *more: str) -> str:
+    """Runs ENGINE over the frame folder FRAMES: how many records have a score, and the exit status."""
+    proc, got = run_into(work / out, "--engine", str(work / engine), "--source", str(work / frames), *more)
+    return f"{sum(r['score'] is not None for r in got)}/{len(got)} scored, rc {proc.returncode}"
 
 
 # ---------------------------------------------------------------------------------------- probes
 
 @probe("1", "gray folder (magnetic tile) -> gray model, --batch 1", "8/8 scored, rc 0")
 def gray_to_gray_1(work: Path) -> str:
-    out = work / "p1a.jsonl"
-    out.unlink(missing_ok=True)
-    proc = edgefreq("run", "--engine", str(work / "gray.onnx"), "--source", str(work / "gray_frames"), "--sink", str(out), "--quiet")
-    return f"{scored(out)}, rc {proc.returncode}"
+    return scored_folder(work, "p1a.jsonl", "gray.onnx", "gray_frames")
 
 
 @probe("1", "gray folder -> gray model, --batch 4", "8/8 scored, rc 0")
 def gray_to_gray_4(work: Path) -> str:
-    out = work / "p1b.jsonl"
-    out.unlink(missing_ok=True)
-    proc = edgefreq("run", "--engine", str(work / "gray.onnx"), "--source", str(work / "gray_frames"), "--sink", str(out), "--batch", "4", "--quiet")
-    return f"{scored(out)}, rc {proc.returncode}"
+    return scored_folder(work, "p1b.jsonl", "gray.onnx", "gray_frames", "--batch", "4")
 
 
 @probe("1", "gray folder -> 3-channel model (embedded), --batch 4", "8/8 scored, rc 0")
 def gray_to_color(work: Path) -> str:
-    out = work / "p1c.jsonl"
-    out.unlink(missing_ok=True)
-    proc = edgefreq("run", "--engine", str(work / "default.onnx"), "--source", str(work / "gray_frames"), "--sink", str(out), "--batch", "4", "--quiet")
-    return f"{scored(out)}, rc {proc.returncode}"
+    return scored_folder(work, "p1c.jsonl", "default.onnx", "gray_frames", "--batch", "4")
 
 
 @probe("1", "BGR folder -> gray model, --batch 4", "8/8 scored, rc 0")
 def color_to_gray(work: Path) -> str:
-    out = work / "p1d.jsonl"
-    out.unlink(missing_ok=True)
-    proc = edgefreq("run", "--engine", str(work / "gray.onnx"), "--source", str(work / "bgr_frames"), "--sink", str(out), "--batch", "4", "--quiet")
-    return f"{scored(out)}, rc {proc.returncode}"
+    return scored_folder(work, "p1d.jsonl", "gray.onnx", "bgr_frames", "--batch", "4")
 
 
 @probe("1", "`edgefreq bench` on the gray folder, gray model", "rc 0, a table")
@@ -172,6 +168,13 @@ def just_above_median(data: dict) -> None:
     data["calibration"]["threshold"] = data["calibration"]["range"]["quantiles"][0.5] * (1 + 1e-9)
 
 
+def widen_range(data: dict) -> None:
+    """A consistent hand edit: the normal range ten times wider and the threshold moved with it."""
+    cal = data["calibration"]
+    cal["range"]["max"] = cal["range"]["max"] * 10
+    cal["threshold"] = cal["range"]["max"] + 0.1 * (cal["range"]["max"] - cal["range"]["min"])
+
+
 def set_threshold(value: float) -> Callable[[dict], None]:
     def edit(data: dict) -> None:
         data["calibration"]["threshold"] = value
@@ -182,53 +185,35 @@ def set_threshold(value: float) -> Callable[[dict], None]:
 @probe("2", "sidecar `threshold: .inf`", "refused at load: rc 2, one line")
 def threshold_inf(work: Path) -> str:
     engine = edited_engine(work, "inf", set_threshold(float("inf")))
-    out = work / "p2a.jsonl"
-    out.unlink(missing_ok=True)
-    proc = edgefreq("run", "--engine", str(engine), "--source", "synthetic://?defect_rate=1", "--max-frames", "20", "--rate", "0", "--sink", str(out), "--quiet")
-    return f"{traceback_or_line(proc)}; {len(records(out))} records"
+    proc, got = run_into(work / "p2a.jsonl", "--engine", str(engine), "--source", "synthetic://?defect_rate=1", "--max-frames", "20", "--rate", "0")
+    return f"{traceback_or_line(proc)}; {len(got)} records"
 
 
 @probe("2", "sidecar `threshold: 1e30`, 20 defective frames", "refused at load: rc 2, one line")
 def threshold_huge(work: Path) -> str:
     engine = edited_engine(work, "huge", set_threshold(1e30))
-    out = work / "p2b.jsonl"
-    out.unlink(missing_ok=True)
-    proc = edgefreq("run", "--engine", str(engine), "--source", "synthetic://?defect_rate=1", "--max-frames", "20", "--rate", "0", "--sink", str(out), "--quiet")
-    got = records(out)
+    proc, got = run_into(work / "p2b.jsonl", "--engine", str(engine), "--source", "synthetic://?defect_rate=1", "--max-frames", "20", "--rate", "0")
     return f"{traceback_or_line(proc)}; {sum(r['verdict'] == 'OK' for r in got)} of {len(got)} defects OK"
 
 
 @probe("2", "embedded sidecar: range and threshold edited together (consistent)", "refused at load (hand edit detected): rc 2")
 def range_edited(work: Path) -> str:
-    def edit(data: dict) -> None:
-        cal = data["calibration"]
-        cal["range"]["max"] = cal["range"]["max"] * 10
-        cal["threshold"] = cal["range"]["max"] + 0.1 * (cal["range"]["max"] - cal["range"]["min"])
-
-    engine = edited_engine(work, "range", edit)
+    engine = edited_engine(work, "range", widen_range)
     proc = edgefreq("run", "--engine", str(engine), "--source", "synthetic://", "--max-frames", "5", "--rate", "0", "--quiet", stdout=subprocess.DEVNULL)
     return traceback_or_line(proc)
 
 
 @probe("2", "the same consistent edit on a freshly exported engine (gray model)", "refused at load (sha256 mismatch): rc 2")
 def range_edited_fresh(work: Path) -> str:
-    def edit(data: dict) -> None:
-        cal = data["calibration"]
-        cal["range"]["max"] = cal["range"]["max"] * 10
-        cal["threshold"] = cal["range"]["max"] + 0.1 * (cal["range"]["max"] - cal["range"]["min"])
-
-    engine = edited_engine(work, "range-gray", edit, base="gray")
+    engine = edited_engine(work, "range-gray", widen_range, base="gray")
     proc = edgefreq("run", "--engine", str(engine), "--source", str(work / "gray_frames"), "--quiet", stdout=subprocess.DEVNULL)
     return traceback_or_line(proc)
 
 
 @probe("2", "`--threshold 0.02` (a deliberate override)", "rc 0, every record says threshold 0.02 and that it is an override")
 def threshold_override(work: Path) -> str:
-    out = work / "p2d.jsonl"
-    out.unlink(missing_ok=True)
-    proc = edgefreq("run", "--engine", str(work / "default.onnx"), "--source", "synthetic://", "--max-frames", "10", "--rate", "0",
-                    "--threshold", "0.02", "--sink", str(out), "--quiet")
-    got = records(out)
+    proc, got = run_into(work / "p2d.jsonl", "--engine", str(work / "default.onnx"), "--source", "synthetic://", "--max-frames", "10", "--rate", "0",
+                         "--threshold", "0.02")
     marked = sum(r.get("threshold") == 0.02 and r.get("threshold_source") == "override" for r in got)
     return f"rc {proc.returncode}, {marked}/{len(got)} records marked" if got else traceback_or_line(proc)
 
@@ -418,11 +403,8 @@ def folder_corrupt(work: Path) -> str:
     for i, path in enumerate(sorted((work / "bgr_frames").glob("*.png"))[:3]):
         shutil.copy(path, folder / f"{i}.png")
     (folder / "1b.png").write_bytes(b"not a png")
-    out = work / "p7.jsonl"
-    out.unlink(missing_ok=True)
     summary = work / "p7.json"
-    proc = edgefreq("run", "--source", str(folder), "--sink", str(out), "--summary", str(summary), "--quiet")
-    got = records(out)
+    proc, got = run_into(work / "p7.jsonl", "--source", str(folder), "--summary", str(summary))
     names = sum(any(n in r["source"] for n in ("0.png", "1.png", "1b.png", "2.png")) for r in got)
     counted = json.loads(summary.read_text()).get("not_inspected") if summary.exists() else None
     return f"rc {proc.returncode}, {len(got)} decisions, {names} name their file, not_inspected {counted}"
@@ -498,10 +480,7 @@ def none_inspected(work: Path) -> str:
 
 @probe("13", "`engine` field of a record", "NAME@HASH, as docs/decision-record.md says")
 def engine_field(work: Path) -> str:
-    out = work / "p13.jsonl"
-    out.unlink(missing_ok=True)
-    edgefreq("run", "--max-frames", "1", "--rate", "0", "--sink", str(out), "--quiet")
-    got = records(out)
+    _, got = run_into(work / "p13.jsonl", "--max-frames", "1", "--rate", "0")
     return got[0]["engine"] if got else "no record"
 
 
