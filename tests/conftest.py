@@ -57,6 +57,42 @@ def train_interrupted_then_resumed(monkeypatch: pytest.MonkeyPatch, cfg, data: P
     train_mod.train(cfg, data, out)
 
 
+TINY_MODEL = ["model.ngf=4", "model.ndf=4", "preprocess.size=[32, 32]", "train.epochs=1", "train.batch_size=4"]
+
+
+def train_tiny(root: Path, images: list | None = None, overrides: list[str] | None = None) -> Path:
+    """A tiny cpu-budget model (TINY_MODEL + `overrides`) trained for one epoch into root/run on
+    `images` (default: 20 good frames of the synthetic line, seed 0, 64 x 64); returns root/run."""
+    import cv2
+
+    from edgefreq.rundir import load_config
+    from edgefreq.runtime.sources.synthetic import SyntheticLine
+    from edgefreq.train import train
+
+    if images is None:
+        line = SyntheticLine((64, 64), seed=0, defect_rate=0.0)
+        images = [line.render(i, None) for i in range(20)]
+    good = root / "data" / "train" / "good"
+    good.mkdir(parents=True)
+    for i, image in enumerate(images):
+        cv2.imwrite(str(good / f"{i:03d}.png"), image)
+    train(load_config("cpu-budget", [*TINY_MODEL, *(overrides or [])]), root / "data", root / "run")
+    return root / "run"
+
+
+def export_tiny(run: Path, out: Path) -> Path:
+    """The run calibrated with the default threshold policy and exported to ONNX at `out`."""
+    from edgefreq.calibrate import calibrate
+    from edgefreq.calibration import ThresholdPolicy
+    from edgefreq.export.onnx import export_onnx
+    from edgefreq.rundir import load_run
+
+    cal = calibrate(run, ThresholdPolicy(), device="cpu")
+    model, cfg = load_run(run)
+    export_onnx(model, cfg.preprocess, cal, out, kind=cfg.model.kind)
+    return out
+
+
 def require_binary(name: str, apt_package: str) -> str:
     """Path of a server binary (PATH, then the sbin folders), else skip (or fail under CI)."""
     found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin:/sbin")

@@ -8,23 +8,16 @@ from pathlib import Path
 import cv2
 import pytest
 
+from conftest import train_tiny
 from edgefreq.calibration import Calibration
 from edgefreq.cli import main
-from edgefreq.rundir import load_config, read_split
+from edgefreq.rundir import read_split
 from edgefreq.runtime.sources.synthetic import SyntheticLine
-from edgefreq.train import train
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("extra")
-    line = SyntheticLine((64, 64), seed=0, defect_rate=0.0)
-    (root / "data" / "train" / "good").mkdir(parents=True)
-    for i in range(20):
-        cv2.imwrite(str(root / "data" / "train" / "good" / f"{i:03d}.png"), line.render(i, None))
-    cfg = load_config("cpu-budget", ["model.ngf=4", "model.ndf=4", "preprocess.size=[32, 32]", "train.epochs=1", "train.batch_size=4"])
-    train(cfg, root / "data", root / "run")
-    return root / "run"
+    return train_tiny(tmp_path_factory.mktemp("extra"))
 
 
 def test_extra_good_images_are_calibration_data(run: Path, tmp_path: Path, capsys) -> None:

@@ -13,11 +13,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edgefreq.calibrate import calibrate
-from edgefreq.calibration import ThresholdPolicy
-from edgefreq.export.onnx import export_onnx
+from conftest import export_tiny, train_tiny
 from edgefreq.kernels import frame_to_bands
-from edgefreq.rundir import load_config, load_run
 from edgefreq.runtime.backends import open_backend
 from edgefreq.runtime.capture import Capture
 from edgefreq.runtime.frame import Frame
@@ -27,7 +24,6 @@ from edgefreq.runtime.record import Decision
 from edgefreq.runtime.sinks import open_sink
 from edgefreq.runtime.sources import SourceOptions, open_source
 from edgefreq.runtime.sources.synthetic import SyntheticLine
-from edgefreq.train import train
 
 pytest.importorskip("onnxruntime")
 
@@ -47,20 +43,10 @@ def bgr_frames(n: int, seed: int = 0) -> list[np.ndarray]:
 
 def make_run(root: Path, channels: int) -> tuple[Path, Path]:
     """A tiny model with `channels` input channels trained on synthetic frames: (run folder, .onnx)."""
-    (root / "data" / "train" / "good").mkdir(parents=True)
-    for i, image in enumerate(gray_frames(20) if channels == 1 else bgr_frames(20)):
-        cv2.imwrite(str(root / "data" / "train" / "good" / f"{i:03d}.png"), image)
     stats = "[0.5]" if channels == 1 else "[0.5, 0.5, 0.5]"
-    cfg = load_config("cpu-budget", [
-        "model.ngf=4", "model.ndf=4", "preprocess.size=[32, 32]", "train.epochs=1", "train.batch_size=4",
-        f"preprocess.channels={channels}", f"preprocess.mean={stats}", f"preprocess.std={stats}",
-    ])
-    train(cfg, root / "data", root / "run")
-    cal = calibrate(root / "run", ThresholdPolicy(), device="cpu")
-    model, cfg = load_run(root / "run")
-    out = root / f"tiny{channels}.onnx"
-    export_onnx(model, cfg.preprocess, cal, out, kind=cfg.model.kind)
-    return root / "run", out
+    run = train_tiny(root, gray_frames(20) if channels == 1 else bgr_frames(20),
+                     [f"preprocess.channels={channels}", f"preprocess.mean={stats}", f"preprocess.std={stats}"])
+    return run, export_tiny(run, root / f"tiny{channels}.onnx")
 
 
 @pytest.fixture(scope="module")
@@ -97,40 +83,39 @@ def test_a_batch_is_always_b_h_w_c():
     assert tuple(bands[0].shape) == (3, 1, 32, 32)
 
 
-@pytest.mark.parametrize("backend", ["onnxruntime", "torch"])
-@pytest.mark.parametrize("batch", [1, 4])
+def scored(model: tuple[Path, Path], backend: str, images: list[np.ndarray], batch: int) -> np.ndarray:
+    """The scores of IMAGES in batches of BATCH, from the run folder (torch) or the .onnx (onnxruntime) of MODEL."""
+    run, onnx = model
+    return scores(inspect(onnx if backend == "onnxruntime" else run, images, batch))
+
+
+EVERY_BACKEND_AND_BATCH = pytest.mark.parametrize(("backend", "batch"), [(b, n) for b in ("onnxruntime", "torch") for n in (1, 4)])
+
+
+@EVERY_BACKEND_AND_BATCH
 def test_gray_frames_into_a_gray_model(gray_model, backend, batch):
-    run, onnx = gray_model
-    engine = onnx if backend == "onnxruntime" else run
     images = gray_frames(6)
-    got = scores(inspect(engine, images, batch))
+    got = scored(gray_model, backend, images, batch)
     assert np.isfinite(got).all()
-    one_by_one = scores(inspect(engine, images, 1))
-    np.testing.assert_allclose(got, one_by_one, rtol=1e-5)  # batching changes nothing
+    np.testing.assert_allclose(got, scored(gray_model, backend, images, 1), rtol=1e-5)  # batching changes nothing
 
 
-@pytest.mark.parametrize("backend", ["onnxruntime", "torch"])
-@pytest.mark.parametrize("batch", [1, 4])
+@EVERY_BACKEND_AND_BATCH
 def test_gray_frames_into_a_color_model_are_replicated(color_model, backend, batch):
-    run, onnx = color_model
-    engine = onnx if backend == "onnxruntime" else run
     images = gray_frames(5)
-    got = scores(inspect(engine, images, batch))
-    as_bgr = scores(inspect(engine, [cv2.cvtColor(g, cv2.COLOR_GRAY2BGR) for g in images], batch))
-    np.testing.assert_allclose(got, as_bgr, rtol=1e-5)  # gray = BGR with three equal channels
+    as_bgr = [cv2.cvtColor(g, cv2.COLOR_GRAY2BGR) for g in images]
+    # gray = BGR with three equal channels
+    np.testing.assert_allclose(scored(color_model, backend, images, batch), scored(color_model, backend, as_bgr, batch), rtol=1e-5)
 
 
-@pytest.mark.parametrize("backend", ["onnxruntime", "torch"])
-@pytest.mark.parametrize("batch", [1, 4])
+@EVERY_BACKEND_AND_BATCH
 def test_bgr_frames_into_a_gray_model_are_converted(gray_model, backend, batch):
-    run, onnx = gray_model
-    engine = onnx if backend == "onnxruntime" else run
     images = bgr_frames(5)
-    got = scores(inspect(engine, images, batch))
-    np.testing.assert_allclose(got, scores(inspect(engine, images, 1)), rtol=1e-5)
+    got = scored(gray_model, backend, images, batch)
+    np.testing.assert_allclose(got, scored(gray_model, backend, images, 1), rtol=1e-5)
     # the conversion is 0.299 R + 0.587 G + 0.114 B, what cv2 does up to its uint8 rounding
-    gray = scores(inspect(engine, [cv2.cvtColor(b, cv2.COLOR_BGR2GRAY) for b in images], batch))
-    np.testing.assert_allclose(got, gray, rtol=0.05)
+    gray = [cv2.cvtColor(b, cv2.COLOR_BGR2GRAY) for b in images]
+    np.testing.assert_allclose(got, scored(gray_model, backend, gray, batch), rtol=0.05)
 
 
 def test_the_line_inspects_mixed_gray_and_color_frames(gray_model, tmp_path):

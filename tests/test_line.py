@@ -16,12 +16,9 @@ import cv2
 import numpy as np
 import pytest
 
-from edgefreq.calibrate import calibrate
-from edgefreq.calibration import ThresholdPolicy
+from conftest import export_tiny, free_port, train_tiny
 from edgefreq.errors import UserError
-from edgefreq.export.onnx import export_onnx
 from edgefreq.export.sidecar import file_sha256
-from edgefreq.rundir import load_config, load_run
 from edgefreq.runtime.backends import open_backend
 from edgefreq.runtime.capture import Capture
 from edgefreq.runtime.inspector import Inspector
@@ -31,7 +28,6 @@ from edgefreq.runtime.sinks import open_sink
 from edgefreq.runtime.sources import SourceOptions, open_source
 from edgefreq.runtime.sources.base import Source
 from edgefreq.runtime.sources.synthetic import SyntheticLine
-from edgefreq.train import train
 
 pytest.importorskip("onnxruntime")
 
@@ -40,17 +36,7 @@ pytest.importorskip("onnxruntime")
 def engine(tmp_path_factory) -> Path:
     """A tiny OCR-GAN trained on synthetic good frames, calibrated, exported to ONNX."""
     root = tmp_path_factory.mktemp("line")
-    line = SyntheticLine((64, 64), seed=0, defect_rate=0.0)
-    (root / "data" / "train" / "good").mkdir(parents=True)
-    for i in range(20):
-        cv2.imwrite(str(root / "data" / "train" / "good" / f"{i:03d}.png"), line.render(i, None))
-    cfg = load_config("cpu-budget", ["model.ngf=4", "model.ndf=4", "preprocess.size=[32, 32]", "train.epochs=1", "train.batch_size=4"])
-    train(cfg, root / "data", root / "run")
-    cal = calibrate(root / "run", ThresholdPolicy(), device="cpu")
-    model, cfg = load_run(root / "run")
-    out = root / "tiny.onnx"
-    export_onnx(model, cfg.preprocess, cal, out, kind=cfg.model.kind)
-    return out
+    return export_tiny(train_tiny(root), root / "tiny.onnx")
 
 
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -272,7 +258,6 @@ def test_a_sidecar_from_another_engine_is_refused_in_one_line(engine: Path, tmp_
 
 
 def test_exit_status_says_when_a_sink_came_up_short_or_nothing_was_inspected(engine: Path, tmp_path: Path) -> None:
-    from tests.conftest import free_port
 
     args = ("--engine", str(engine), "--source", "synthetic://?size=64x64", "--max-frames", "10", "--rate", "0")
     proc = run_cli(*args, "--sink", f"http://127.0.0.1:{free_port()}/hook", "--sink", str(tmp_path / "d.jsonl"))
