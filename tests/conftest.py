@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import NoReturn
 
 import pytest
 
@@ -98,7 +99,11 @@ def require_binary(name: str, apt_package: str) -> str:
     found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin:/sbin")
     if found:
         return found
-    reason = f"{name} is not installed (apt-get install {apt_package})"
+    skip_or_fail(f"{name} is not installed (apt-get install {apt_package})")
+
+
+def skip_or_fail(reason: str) -> NoReturn:
+    """Skip the test for `reason` (a server or its client library is missing), or fail under CI."""
     if REQUIRE_SERVERS:
         pytest.fail(f"{reason}; EDGEFREQ_REQUIRE_SERVERS=1 requires it")
     pytest.skip(reason)
@@ -139,30 +144,24 @@ def wait_until(condition: Callable[[], bool], timeout: float = 5.0, every: float
     return True
 
 
-class Mosquitto:
-    """A mosquitto broker on 127.0.0.1:port; `kill()` and `start()` again keep the same port."""
+class ServerProcess:
+    """A server started as a child process with its output in `log`: `start()` (again: a restart)
+    waits until `ready()` holds and fails the test with the log's tail when it does not come up;
+    `kill()` crashes it (SIGKILL, no goodbye to its clients); `stop()` ends it (SIGTERM, then SIGKILL)."""
 
-    def __init__(self, binary: str, folder: Path, config: list[str]) -> None:
-        self.port = free_port()
-        self.folder = folder
-        self.log = folder / "mosquitto.log"
-        self.config = folder / "mosquitto.conf"
-        lines = [f"listener {self.port} 127.0.0.1", "persistence false", "log_dest stdout", *config]
-        if os.geteuid() == 0:
-            lines.append(f"user {getpass.getuser()}")  # stay root: it must read files in the test folder
-        self.config.write_text("\n".join(lines) + "\n")
-        self.binary = binary
+    def __init__(self, name: str, args: list[str], log: Path, ready: Callable[[], bool], timeout: float = 10.0, every: float = 0.02) -> None:
+        self.name, self.args, self.log, self.ready, self.timeout, self.every = name, args, log, ready, timeout, every
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
+        self.stop()
         with self.log.open("ab") as log:
-            self.process = subprocess.Popen([self.binary, "-c", str(self.config)], stdout=log, stderr=subprocess.STDOUT)
-        if not wait_until(lambda: port_open(self.port) or self.process.poll() is not None, 10.0) or self.process.poll() is not None:
+            self.process = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT)
+        if not wait_until(lambda: self.process.poll() is not None or self.ready(), self.timeout, self.every) or self.process.poll() is not None:
             self.stop()
-            pytest.fail(f"mosquitto did not start on port {self.port}:\n{self.log.read_text()[-2000:]}")
+            pytest.fail(f"{self.name} did not come up:\n{self.log.read_text()[-2000:]}")
 
     def kill(self) -> None:
-        """Crash the broker (SIGKILL): no goodbye to its clients."""
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(5)
@@ -174,6 +173,21 @@ class Mosquitto:
                 self.process.wait(5)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+class Mosquitto(ServerProcess):
+    """A mosquitto broker on 127.0.0.1:port; `kill()` and `start()` again keep the same port."""
+
+    def __init__(self, binary: str, folder: Path, config: list[str]) -> None:
+        self.port = free_port()
+        self.folder = folder
+        self.config = folder / "mosquitto.conf"
+        lines = [f"listener {self.port} 127.0.0.1", "persistence false", "log_dest stdout", *config]
+        if os.geteuid() == 0:
+            lines.append(f"user {getpass.getuser()}")  # stay root: it must read files in the test folder
+        self.config.write_text("\n".join(lines) + "\n")
+        super().__init__(f"mosquitto on port {self.port}", [binary, "-c", str(self.config)], folder / "mosquitto.log",
+                         lambda: port_open(self.port))
 
 
 @pytest.fixture

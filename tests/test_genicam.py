@@ -9,7 +9,6 @@ C[(x + y + frame_id) % 255]: Mono8 gives the ramp itself, colour formats a jet c
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import threading
@@ -18,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REQUIRE_SERVERS, require_binary, wait_until
+from conftest import ServerProcess, require_binary, skip_or_fail, wait_until
 
 from edgefreq.cli import main
 from edgefreq.errors import UserError
 from edgefreq.runtime.capture import Capture
-from edgefreq.runtime.cli_run import EMBEDDED
+from edgefreq.runtime.backends import EMBEDDED
 from edgefreq.runtime.sources import SourceOptions, open_source
 from edgefreq.runtime.sources.genicam import INSTALL, FrameGaps, to_image
 
@@ -118,44 +117,27 @@ def test_frame_id_gaps_count_lost_frames(ids: list[int], missing: int) -> None:
 
 
 # ---------------------------------------------------------------------- the simulator
-class Simulator:
-    """arv-fake-gv-camera-0.8 on 127.0.0.1 (GigE Vision control port 3956): start, kill, start again."""
+class Simulator(ServerProcess):
+    """arv-fake-gv-camera-0.8 on 127.0.0.1 (GigE Vision control port 3956): ready once Aravis opens the
+    camera; `start(lost_per_mille)` restarts it with that packet loss, `kill()` crashes it."""
 
     def __init__(self, binary: str, log: Path) -> None:
-        self.binary, self.log = binary, log
-        self.process: subprocess.Popen | None = None
+        super().__init__("the GigE Vision simulator on 127.0.0.1", [], log, self.found, timeout=15.0, every=0.1)
+        self.binary = binary
 
     def start(self, lost_per_mille: float = 0) -> None:
-        self.stop()
-        args = [self.binary, "-i", "127.0.0.1", "-s", SERIAL, "-r", str(lost_per_mille)]
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        self.args = [self.binary, "-i", "127.0.0.1", "-s", SERIAL, "-r", str(lost_per_mille)]
+        super().start()
+
+    @staticmethod
+    def found() -> bool:
         from gi.repository import Aravis, GLib
 
-        def found() -> bool:
-            if self.process.poll() is not None:
-                return True
-            try:
-                Aravis.Camera.new(DEVICE)
-                return True
-            except GLib.Error:
-                return False
-
-        if not wait_until(found, 15.0, 0.1) or self.process.poll() is not None:
-            pytest.fail(f"the GigE Vision simulator did not come up on 127.0.0.1:\n{self.log.read_text()[-2000:]}")
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(5)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        try:
+            Aravis.Camera.new(DEVICE)
+            return True
+        except GLib.Error:
+            return False
 
 
 def _require_aravis() -> None:
@@ -165,10 +147,7 @@ def _require_aravis() -> None:
         gi.require_version("Aravis", "0.8")
         from gi.repository import Aravis  # noqa: F401
     except (ImportError, ValueError):
-        reason = "PyGObject with Aravis 0.8 is not installed (" + INSTALL + ")"
-        if REQUIRE_SERVERS:
-            pytest.fail(f"{reason}; EDGEFREQ_REQUIRE_SERVERS=1 requires it")
-        pytest.skip(reason)
+        skip_or_fail("PyGObject with Aravis 0.8 is not installed (" + INSTALL + ")")
 
 
 @pytest.fixture(scope="module")
