@@ -15,9 +15,8 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 
-from edgefreq.runtime.backends import open_backend  # noqa: E402
+from edgefreq.runtime.backends import EMBEDDED, open_backend  # noqa: E402
 from edgefreq.runtime.capture import Capture  # noqa: E402
-from edgefreq.runtime.cli_run import EMBEDDED  # noqa: E402
 from edgefreq.runtime.inspector import Inspector  # noqa: E402
 from edgefreq.runtime.loop import run_line  # noqa: E402
 from edgefreq.runtime.service import LineService  # noqa: E402
@@ -130,14 +129,20 @@ def test_ready_watchdog_and_stopping(systemd: FakeSystemd) -> None:
     assert systemd.messages[-1][1] == "STOPPING=1"
 
 
-def test_an_idle_line_is_fed_by_the_idle_thread(systemd: FakeSystemd) -> None:
-    """A line waiting for its next part (one frame every 2 s) is alive: pings keep coming between frames."""
+@pytest.mark.parametrize(("rate", "seconds", "at_least"), [
+    # a line waiting for its next part (one frame every 2 s) is alive: the idle thread pings between frames
+    pytest.param(0.5, 1.8, 6, id="idle-line-fed-by-the-idle-thread"),
+    # frames as fast as they come (the ring never empties): every ping comes from the loop's decisions
+    pytest.param(0.0, 1.5, 8, id="busy-line-fed-from-the-loop"),
+])
+def test_the_watchdog_is_fed_every_interval(systemd: FakeSystemd, rate: float, seconds: float, at_least: int) -> None:
+    """WATCHDOG_USEC=300000: pings keep coming, never more than 0.3 s apart, whether the line idles or is busy."""
     environ = {"NOTIFY_SOCKET": systemd.path, "WATCHDOG_USEC": "300000"}
-    _, _, finish = start(environ, rate=0.5)
+    _, _, finish = start(environ, rate=rate)
     try:
-        time.sleep(1.8)
+        time.sleep(seconds)
         beats = systemd.pings()
-        assert len(beats) >= 6 and max(b - a for a, b in zip(beats, beats[1:])) < 0.3, beats
+        assert len(beats) >= at_least and max(b - a for a, b in zip(beats, beats[1:])) < 0.3, beats
     finally:
         finish()
 
@@ -152,15 +157,3 @@ def test_notifier_addresses_and_the_watchdog_pid(tmp_path: Path, systemd: FakeSy
     assert other.watchdog_s is None  # the watchdog is for another process
     gone = Notifier({"NOTIFY_SOCKET": str(tmp_path / "nobody-listens")})
     assert not gone.send("READY=1") and not gone.enabled  # logged once, then off; the line goes on
-
-
-def test_a_busy_line_feeds_the_watchdog_from_the_loop(systemd: FakeSystemd) -> None:
-    """Frames as fast as they come (the ring never empties): every ping comes from the loop's decisions."""
-    environ = {"NOTIFY_SOCKET": systemd.path, "WATCHDOG_USEC": "300000"}
-    _, _, finish = start(environ, rate=0.0)
-    try:
-        time.sleep(1.5)
-        beats = systemd.pings()
-        assert len(beats) >= 8 and max(b - a for a, b in zip(beats, beats[1:])) < 0.3, beats
-    finally:
-        finish()
