@@ -17,18 +17,16 @@ from edgefreq.kernels.pyramid import check_size
 SIZES = [(7, 9), (16, 16), (33, 20), (31, 31), (64, 45)]
 
 
+def smoothed(x: np.ndarray, depth: int) -> np.ndarray:
+    """G at `depth`, recursively from the definition: up(smoothed(down(x), depth - 1)) at x's size."""
+    if depth == 0:
+        return x
+    return cv2.pyrUp(smoothed(cv2.pyrDown(x), depth - 1), dstsize=(x.shape[1], x.shape[0])).reshape(x.shape)
+
+
 def cv2_bands(img: np.ndarray, levels: int) -> list[np.ndarray]:
-    """The definition, written out with cv2 directly: G(k) = up^(L-k)(down^(L-k)(img))."""
-    downs = [img]
-    for _ in range(levels - 1):
-        downs.append(cv2.pyrDown(downs[-1]))
-    g = []
-    for depth in range(levels - 1, 0, -1):
-        x = downs[depth]
-        for d in range(depth - 1, -1, -1):
-            x = cv2.pyrUp(x, dstsize=(downs[d].shape[1], downs[d].shape[0]))
-        g.append(x.reshape(img.shape))
-    return [g[0]] + [g[k + 1] - g[k] for k in range(levels - 2)] + [img - g[-1]]
+    """The bands by their definition, lowest first: G(L-1), then G(d-1) - G(d) up to the finest, img - G(1)."""
+    return [smoothed(img, levels - 1)] + [smoothed(img, d - 1) - smoothed(img, d) for d in range(levels - 1, 0, -1)]
 
 
 @pytest.mark.parametrize("impl", ["torch", "opencv"])
