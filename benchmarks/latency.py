@@ -69,7 +69,7 @@ from edgefreq.roofline import ModelCost, Peaks, measure_peaks, model_cost
 from edgefreq.rundir import RunConfig, load_config, load_run
 from edgefreq.runtime.backends import open_backend
 from edgefreq.runtime.bench import Timer
-from edgefreq.runtime.cli_run import EMBEDDED
+from edgefreq.runtime.backends import EMBEDDED
 from edgefreq.runtime.sources import SyntheticLine
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -25,7 +25,8 @@ import numpy as np
 
 from edgefreq.runtime.backends import open_backend
 from edgefreq.runtime.capture import Capture
-from edgefreq.runtime.cli_run import EMBEDDED, connect_triggers
+from edgefreq.runtime.backends import EMBEDDED
+from edgefreq.runtime.trigger import connect_triggers
 from edgefreq.runtime.inspector import Inspector
 from edgefreq.runtime.loop import run_line
 from edgefreq.runtime.sinks import open_sink

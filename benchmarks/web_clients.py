@@ -23,7 +23,7 @@ import numpy as np
 
 from edgefreq.runtime.backends import open_backend
 from edgefreq.runtime.capture import Capture
-from edgefreq.runtime.cli_run import EMBEDDED
+from edgefreq.runtime.backends import EMBEDDED
 from edgefreq.runtime.inspector import Inspector
 from edgefreq.runtime.loop import run_line
 from edgefreq.runtime.service import LineService

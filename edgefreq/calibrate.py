@@ -1,4 +1,5 @@
-"""`edgefreq calibrate RUN`: fit the score statistics and store the normal range and threshold.
+"""Calibration (`edgefreq calibrate RUN`, edgefreq/cli/calibrate.py): fit the score statistics and store the
+normal range and threshold.
 
 The calibration images come from the run's split (good images the model never trained on);
 `--data` scores another folder of good images instead (e.g. fresh images from the line).
@@ -17,15 +18,14 @@ forgeries, so it ranks settings, it does not predict the test AUROC.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from edgefreq.calibration import KINDS, Calibration, ThresholdPolicy, is_nok
-from edgefreq.config import from_dict, load_yaml, to_dict, write_yaml
+from edgefreq.calibration import Calibration, ThresholdPolicy, is_nok
+from edgefreq.config import from_dict, to_dict, write_yaml
 from edgefreq.data import ForgeConfig, forge_batch, scan_dataset
 from edgefreq.errors import UserError
 from edgefreq.models import SCORING_KEYS
@@ -35,21 +35,6 @@ from edgefreq.scoring import raw_parts_paths
 
 VALIDATION_FILE = "validation.yaml"
 VALIDATION_SEED = 12345  # the forgeries are the same for every scoring setting of a run
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run", type=Path, help="a trained run folder")
-    p.add_argument("--policy", choices=KINDS, default="max_margin", help="threshold policy (default max_margin)")
-    p.add_argument("--q", type=float, default=0.99, help="quantile for --policy quantile (default 0.99)")
-    p.add_argument("--margin", type=float, default=0.1, help="margin for --policy max_margin, as a fraction of max-min (default 0.1)")
-    p.add_argument("--k", type=float, default=3.0, help="k for --policy mean_std (default 3)")
-    p.add_argument("--data", type=Path, help="calibrate on this folder's train/good instead of the run's held-out images")
-    p.add_argument("--extra-good", type=Path, action="append", default=[], metavar="FOLDER",
-                   help="also calibrate on FOLDER/train/good (e.g. operator feedback: false rejects from `edgefreq run --feedback`); repeatable")
-    p.add_argument("--set", action="append", default=[], metavar="model.KEY=VALUE",
-                   help=f"change a scoring key of the trained run ({', '.join(SCORING_KEYS)}), e.g. --set model.map=msgms")
-    p.add_argument("--batch", type=int, default=16, help="images per batch (default 16)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
 
 
 def rescored_config(run: Path, overrides: list[str]) -> RunConfig:
@@ -116,22 +101,3 @@ def forged_auroc(good: np.ndarray, forged: np.ndarray) -> float | None:
         return None
     labels = np.r_[np.zeros(len(good)), np.ones(len(forged))]
     return float(roc_auc_score(labels, np.r_[good, forged]))
-
-
-def run(args: argparse.Namespace) -> int:
-    policy = ThresholdPolicy(kind=args.policy, q=args.q, margin=args.margin, k=args.k)
-    c = calibrate(args.run, policy, args.data, args.batch, args.device, args.set, args.extra_good)
-    r = c.range
-    print(f"{r.count} good images (leave-one-out scores): min {r.min:.5g}  median {r.median:.5g}  max {r.max:.5g}  mean {r.mean:.5g}  std {r.std:.3g}")
-    print(f"threshold {c.threshold:.5g} ({policy.describe()}): false-reject rate {c.false_reject_rate:.3f} on these images")
-    if c.warning:
-        print(f"warning: {c.warning}")
-    validation = load_yaml(args.run / VALIDATION_FILE)
-    auroc = validation["forged_auroc"]
-    if auroc is None:
-        print("validation AUROC on forged anomalies skipped: it needs scikit-learn (pip install 'edgefreq[eval]')")
-    else:
-        print(f"validation: image AUROC {auroc:.3f} of good vs forged copies of the calibration images (no test image used)")
-    print(f"validation: the threshold lets {validation['forged_escape_rate']:.1%} of the forged copies through")
-    print(f"wrote {args.run / 'calibration.yaml'}, {args.run / STATS_FILE} and {args.run / VALIDATION_FILE}")
-    return 0

@@ -1,12 +1,12 @@
-"""`edgefreq eval RUN --data DIR`: image and pixel AUROC (defect = positive), per-defect table,
-false-reject and escape rates at the calibrated threshold, figures, and a JSON + Markdown report.
+"""Evaluation (`edgefreq eval RUN --data DIR`, edgefreq/cli/eval.py): image and pixel AUROC (defect =
+positive), per-defect table, false-reject and escape rates at the calibrated threshold, figures, and
+a JSON + Markdown report.
 
 Nothing here feeds back into training or calibration: the test set is only measured.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -21,14 +21,6 @@ from edgefreq.errors import UserError
 from edgefreq.heatmap import overlay
 from edgefreq.rundir import generator_line, load_run
 from edgefreq.scoring import score_paths
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run", type=Path, help="a trained and calibrated run folder")
-    p.add_argument("--data", type=Path, required=True, help="dataset folder with test/good and test/<defect>")
-    p.add_argument("--out", type=Path, help="report folder (default RUN/eval)")
-    p.add_argument("--batch", type=int, default=16, help="images per batch (default 16)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
 
 
 def auroc(labels: np.ndarray, scores: np.ndarray) -> float | None:
@@ -160,15 +152,3 @@ def markdown(r: dict) -> str:
         lines.append(f"| {d['defect']} | {d['images']} | {fmt(d['image_auroc'])} | {fmt(d['pixel_auroc'])} | {d['escape_rate']:.3f} |")
     lines += ["", "Figures: `scores.png` (histogram), `roc.png`, `heatmaps.png` (highest scores first; D = defect, G = good).", ""]
     return "\n".join(lines)
-
-
-def run(args: argparse.Namespace) -> int:
-    out = args.out or args.run / "eval"
-    r = evaluate(args.run, args.data, out, args.batch, args.device)
-    print(f"image AUROC {fmt(r['image_auroc'])}  pixel AUROC {fmt(r['pixel_auroc'])}  "
-          f"false-reject {fmt(r['false_reject_rate'])}  escape {fmt(r['escape_rate'])}")
-    print(f"generator check: {r['generator_check']}")
-    for w in r["warnings"]:
-        print(f"warning: {w}")
-    print(f"report: {out / 'report.md'}")
-    return 0

@@ -23,6 +23,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from edgefreq.calibration import Calibration
 from edgefreq.config import from_dict, load_yaml, to_dict
 from edgefreq.data.forge import ForgeConfig
 from edgefreq.errors import UserError
@@ -155,6 +156,12 @@ def generator_line(run: Path) -> tuple[bool | None, str]:
         return None, "no generator check (trained before it existed): train the run again to get one"
     summary = load_yaml(path)
     return summary.get("beats_mean_image"), str(summary.get("line", ""))
+
+
+def read_calibration(run: Path) -> Calibration | None:
+    """RUN/calibration.yaml, or None when the run is not calibrated yet."""
+    path = Path(run) / "calibration.yaml"
+    return Calibration.load(path) if path.exists() else None
 
 
 def read_split(run: Path) -> tuple[Path, list[Path], list[Path]]:

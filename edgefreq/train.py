@@ -1,4 +1,4 @@
-"""`edgefreq train --data DIR --config CFG --out RUN`: a fixed epoch budget, the last epoch is the model.
+"""Training (`edgefreq train`, edgefreq/cli/train.py): a fixed epoch budget, the last epoch is the model.
 
 Straight-line training (nanoGPT style): seed, split, loop, checkpoint every epoch. Interrupting
 loses at most the current epoch; running the same command again resumes from the checkpoint.
@@ -13,7 +13,6 @@ when its loss collapses (D_COLLAPSE). With train.ema the moving average of the w
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import time
@@ -31,22 +30,9 @@ from edgefreq.data.forge import forge_batch
 from edgefreq.errors import UserError
 from edgefreq.kernels import decouple
 from edgefreq.models import build_model
-from edgefreq.rundir import SUMMARY_FILE, RunConfig, first_difference, load_config, read_config, resolve_device, set_threads, training_key
+from edgefreq.rundir import SUMMARY_FILE, RunConfig, first_difference, read_config, resolve_device, set_threads, training_key
 
 D_COLLAPSE = 1e-5  # a D loss below this re-initializes D (the public Skip-GANomaly / OCR-GAN code's rule)
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", type=Path, required=True, help="dataset folder (MVTec AD layout: train/good/...)")
-    p.add_argument("--config", default="edge", help="a YAML config or a shipped one: edge (default), paper, cpu-budget, variation, ...")
-    p.add_argument("--out", type=Path, required=True, help="run folder to write (resumed if it holds a checkpoint)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. --set model.ngf=16 --set train.epochs=5 (repeatable)")
-
-
-def run(args: argparse.Namespace) -> int:
-    train(load_config(args.config, args.set), args.data, args.out)
-    return 0
 
 
 def seed_everything(seed: int) -> None:

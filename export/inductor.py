@@ -87,7 +87,7 @@ def build_pt2(
     if device == "cuda" and not torch.cuda.is_available():
         raise UserError("a CUDA .pt2 is compiled on the GPU that runs it, and this machine has no CUDA GPU: build with --device cpu or on the target")
     if batch.max is None or batch.max < 2:
-        raise UserError("a .pt2 package needs a maximum batch size of at least 2 (--batch MIN,OPT,MAX)")
+        raise UserError("a .pt2 package needs a maximum batch size of at least 2 (--batches MIN,OPT,MAX)")
     machine = Machine.probe() if machine is None else machine
     bands = check_bands(sample_bands if sample_bands is not None else random_bands(preprocess, 4), preprocess)
     if bands[0].shape[0] < 2 or bands[0].shape[0] > batch.max:

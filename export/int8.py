@@ -205,7 +205,7 @@ def quantize_int8(
 ) -> Int8Report:
     """Quantize the FP32 export `onnx_path` to INT8 Q/DQ at `out_path` (default NAME.int8.onnx).
 
-    `batches()` yields lists of band arrays (`export.int8_data.calibration_batches`) of normal images
+    `batches()` yields lists of band arrays (`export.calibration_images.calibration_batches`) of normal images
     the model never trained on; it is called three times: the activation ranges are measured on
     them, then the INT8 and the FP32 models score them, and the INT8 sidecar gets the FP32
     calibration shifted by the median INT8 - FP32 score difference (`shifted`): INT8 shifts the

@@ -82,15 +82,15 @@ class BatchRange:
 
     @classmethod
     def parse(cls, text: str) -> BatchRange:
-        """'1,8,32' (min,opt,max) or '8' (min 1, opt = max = 8), as the --batch option takes it."""
+        """'1,8,32' (min,opt,max) or '8' (min 1, opt = max = 8), as build's --batches option takes it."""
         try:
             values = [int(v) for v in str(text).split(",")]
         except ValueError:
-            raise UserError(f"--batch must be MIN,OPT,MAX or MAX (integers), got {text!r}") from None
+            raise UserError(f"--batches must be MIN,OPT,MAX or MAX (integers), got {text!r}") from None
         if len(values) == 1:
             return cls(1, values[0], values[0])
         if len(values) != 3:
-            raise UserError(f"--batch must be MIN,OPT,MAX or MAX, got {text!r}")
+            raise UserError(f"--batches must be MIN,OPT,MAX or MAX, got {text!r}")
         return cls(*values)
 
     def text(self) -> str:

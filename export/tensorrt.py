@@ -110,7 +110,7 @@ def network_flags(trt: ModuleType, version: tuple[int, int, int], lib: Library =
 def profile_shapes(input_shape: tuple[int, ...], batch: BatchRange) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
     """(min, opt, max) shapes of one band input whose first (batch) dimension is dynamic."""
     if batch.max is None:
-        raise UserError("a TensorRT engine needs a maximum batch size (--batch MIN,OPT,MAX)")
+        raise UserError("a TensorRT engine needs a maximum batch size (--batches MIN,OPT,MAX)")
     rest = tuple(int(d) for d in input_shape[1:])
     if any(d < 1 for d in rest):
         raise UserError(f"only the batch dimension may be dynamic, the ONNX input has shape {tuple(input_shape)}")
@@ -228,7 +228,7 @@ def check_request(
             f"(edgefreq export RUN --out NAME.onnx --{precision}) and pass that .onnx"
         )
     if batch.max is None:
-        raise UserError("a TensorRT engine needs a maximum batch size (--batch MIN,OPT,MAX)")
+        raise UserError("a TensorRT engine needs a maximum batch size (--batches MIN,OPT,MAX)")
     if workspace_mb < 1:
         raise UserError(f"the TensorRT workspace must be at least 1 MiB, got {workspace_mb}")
     if out_path.suffix != lib.suffix:
@@ -326,7 +326,7 @@ def build_plan(
     cache_path.parent.mkdir(parents=True, exist_ok=True)
     cache_path.write_bytes(bytes(net.config.get_timing_cache().serialize()))
 
-    command = f"edgefreq build {onnx_path} --format plan --batch {batch.text()} --out {out_path}"
+    command = f"edgefreq build {onnx_path} --format plan --batches {batch.text()} --out {out_path}"
     side = source.with_engine(
         out_path,
         batch=batch,
@@ -384,7 +384,7 @@ def build_rtx(
             raise UserError(f"TensorRT-RTX {trt.__version__} refused the target compute capability {targets[i]}")
     write_engine(net, onnx_path, out_path)
 
-    command = f"edgefreq build {onnx_path} --format rtx --target {','.join(targets)} --batch {batch.text()} --out {out_path}"
+    command = f"edgefreq build {onnx_path} --format rtx --target {','.join(targets)} --batches {batch.text()} --out {out_path}"
     side = source.with_engine(
         out_path,
         batch=batch,

@@ -33,7 +33,7 @@ import yaml
 from edgefreq.calibrate import calibrate
 from edgefreq.calibration import Calibration, ThresholdPolicy
 from edgefreq.evaluate import evaluate
-from edgefreq.export.cli_export import calibration_paths, sample_bands
+from edgefreq.export.calibration_images import calibration_paths, sample_bands
 from edgefreq.export.onnx import export_onnx
 from edgefreq.rundir import load_config, load_run
 from edgefreq.runtime.sources.synthetic import SyntheticLine

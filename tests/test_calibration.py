@@ -17,7 +17,7 @@ from edgefreq.calibration import (
     normalize_score,
 )
 from edgefreq.errors import UserError
-from edgefreq.export.int8_data import calibration_batches
+from edgefreq.export.calibration_images import calibration_batches
 from edgefreq.kernels import Preprocess, frame_to_bands
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from edgefreq.errors import UserError
-from edgefreq.export.cli_build import base_path, onnx_for
+from edgefreq.export.variants import base_path, onnx_for
 from edgefreq.export.inductor import build_pt2, default_pt2_path
 from edgefreq.export.sidecar import BatchRange, Machine, Sidecar, sidecar_path
 from edgefreq.kernels import Preprocess

@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import save_file
 
 from edgefreq.calibration import Calibration
-from edgefreq.export.int8_data import calibration_batches
+from edgefreq.export.calibration_images import calibration_batches
 from edgefreq.export.int8 import score_batches, shifted
 from edgefreq.cli import main
 from edgefreq.config import to_dict

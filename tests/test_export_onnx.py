@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from edgefreq.calibration import Calibration
-from edgefreq.export.int8_data import calibration_batches
+from edgefreq.export.calibration_images import calibration_batches
 from edgefreq.errors import UserError
 from edgefreq.export.onnx import FP16_TOLERANCE, FP32_TOLERANCE, export_onnx, torch_reference
 from edgefreq.export.sidecar import Sidecar, file_sha256

@@ -241,13 +241,12 @@ def test_a_real_line_answers_each_plc_part_with_its_own_frame(make_decision):
     pytest.importorskip("torch")
     from test_trigger import Camera
 
-    from edgefreq.runtime.backends import open_backend
+    from edgefreq.runtime.backends import EMBEDDED, open_backend
     from edgefreq.runtime.capture import Capture
-    from edgefreq.runtime.cli_run import EMBEDDED, connect_triggers
     from edgefreq.runtime.inspector import Inspector
     from edgefreq.runtime.loop import run_line
     from edgefreq.runtime.sources import SourceOptions
-    from edgefreq.runtime.trigger import Triggers
+    from edgefreq.runtime.trigger import Triggers, connect_triggers
 
     port = free_port()
     sink = open_sink(f"modbus://127.0.0.1:{port}")
@@ -277,9 +276,8 @@ def test_a_real_line_answers_each_plc_part_with_its_own_frame(make_decision):
 
 
 def test_the_trigger_mode_needs_its_server():
-    pytest.importorskip("torch")  # cli_run opens the line's modules
-    from edgefreq.runtime.cli_run import take_triggers
-    from edgefreq.runtime.trigger import Triggers
+    pytest.importorskip("torch")  # the trigger module imports the inspector
+    from edgefreq.runtime.trigger import Triggers, take_triggers
 
     with pytest.raises(UserError, match="--sink modbus://"):
         take_triggers(Triggers("modbus"), ["out.jsonl", "mqtt://broker/modbus"], None)

@@ -13,7 +13,7 @@ import pytest
 from edgefreq.errors import UserError
 from edgefreq.runtime.backends import open_backend
 from edgefreq.runtime.capture import Capture
-from edgefreq.runtime.cli_run import EMBEDDED
+from edgefreq.runtime.backends import EMBEDDED
 from edgefreq.runtime.inspector import Inspector
 from edgefreq.runtime.loop import run_line
 from edgefreq.runtime.sources import SourceOptions

@@ -30,7 +30,7 @@ from conftest import REQUIRE_SERVERS, free_port, wait_until  # noqa: E402
 from edgefreq.cli import main  # noqa: E402
 from edgefreq.runtime.backends import open_backend  # noqa: E402
 from edgefreq.runtime.capture import Capture  # noqa: E402
-from edgefreq.runtime.cli_run import EMBEDDED  # noqa: E402
+from edgefreq.runtime.backends import EMBEDDED  # noqa: E402
 from edgefreq.runtime.inspector import Inspector  # noqa: E402
 from edgefreq.runtime.loop import run_line  # noqa: E402
 from edgefreq.runtime.record import LATENCY_STAGES  # noqa: E402

@@ -111,11 +111,11 @@ def parse_batches(text: str) -> list[int]:
     try:
         values = [int(p) for p in parts]
     except ValueError:
-        raise UserError(f"--batch must be a comma-separated list of positive integers such as 1,8,32, got {text!r}") from None
+        raise UserError(f"--batches must be a comma-separated list of positive integers such as 1,8,32, got {text!r}") from None
     if any(v < 1 for v in values):
-        raise UserError(f"--batch sizes must be at least 1, got {text!r}")
+        raise UserError(f"--batches: every size must be at least 1, got {text!r}")
     if len(set(values)) != len(values):
-        raise UserError(f"--batch lists a size twice: {text!r}")
+        raise UserError(f"--batches lists a size twice: {text!r}")
     return values
 
 
@@ -124,8 +124,8 @@ def check_batches(batches: Sequence[int], backend: Backend) -> None:
     top = backend.max_batch
     if top is not None and max(batches) > top:
         raise UserError(
-            f"{backend.engine_id} takes at most {top} frames per batch (its sidecar), --batch asks for {max(batches)}: "
-            "rebuild it with a larger maximum (edgefreq build --batch MIN,OPT,MAX) or lower --batch"
+            f"{backend.engine_id} takes at most {top} frames per batch (its sidecar), --batches asks for {max(batches)}: "
+            "rebuild it with a larger maximum (edgefreq build --batches MIN,OPT,MAX) or lower --batches"
         )
 
 
@@ -234,7 +234,7 @@ def run_bench(
     """Time `frames` frames (rounded up to whole batches) at every batch size, after `warmup`
     untimed batches each; see the module docstring for the stages."""
     if frames < 1 or warmup < 0 or not batches:
-        raise UserError(f"--frames must be at least 1, --warmup at least 0 and --batch name a size, got {frames}, {warmup}, {list(batches)}")
+        raise UserError(f"--frames must be at least 1, --warmup at least 0 and --batches name a size, got {frames}, {warmup}, {list(batches)}")
     check_batches(batches, backend)
     inspector = Inspector(backend, fd_impl)
     timer = Timer(backend.device)

@@ -170,3 +170,27 @@ def missed_part(trigger: Trigger, reason: str, inspector, source: str, dropped: 
     )
     frame = Frame(-1, trigger.ts, None, source, error=reason)
     return Inspection(decision, frame, None, None, reason)
+
+
+def take_triggers(triggers: Triggers, sink_uris: list[str], service) -> None:
+    """Before anything opens: what will carry the part triggers (the web server for http, else a sink)."""
+    if triggers.mode == "http":
+        service.take_triggers(triggers)
+    elif not any(uri.strip().lower().startswith(f"{triggers.mode}://") for uri in sink_uris):
+        raise UserError(f"--trigger {triggers.mode} needs a --sink {triggers.mode}://HOST:PORT: the PLC sends its part triggers to that server")
+
+
+def connect_triggers(triggers: Triggers, sinks: list, service, source) -> None:
+    """Give the part triggers to what carries them (the Modbus or OPC UA server, the web server);
+    every PLC sink answers per part (serve_parts); a software-triggered GenICam camera exposes one
+    frame per part trigger."""
+    carriers = []
+    for sink in sinks:
+        if hasattr(sink, "serve_parts"):
+            carry = sink.trigger_mode == triggers.mode and not carriers
+            sink.serve_parts(triggers, carry)
+            carriers += [sink] if carry else []
+    settings = getattr(source, "settings", None)
+    if getattr(settings, "trigger", "free") == "software":
+        triggers.on_fire.append(lambda _trigger: source.software_trigger())
+        triggers.in_flight = False  # the camera exposes on the trigger: the read waiting now is the part's

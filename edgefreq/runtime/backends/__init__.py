@@ -21,12 +21,22 @@ from edgefreq.export.sidecar import FORMATS, Sidecar
 
 from .base import Backend
 
+EMBEDDED = Path(__file__).resolve().parents[2] / "embedded" / "default.onnx"  # the engine run and bench use without --engine
+
+
+def embedded_engine() -> Path:
+    """The embedded default model, shipped in the package (scripts/make_embedded.py makes it)."""
+    if not EMBEDDED.exists():
+        raise UserError(f"the embedded default model is missing ({EMBEDDED}): reinstall edgefreq or pass --engine")
+    return EMBEDDED
+
 
 def open_backend(path: str | Path, device: str = "auto", threads: int = 0) -> Backend:
     """The backend for an engine file (by extension) or a run folder.
 
-    `device` applies to ONNX Runtime (auto | cpu | cuda) and the torch reference (auto | cpu |
-    cuda); plans and rtx engines always run on the GPU and pt2 packages on the device they were compiled for.
+    `device` (auto | cpu | cuda) picks ONNX Runtime's provider and the torch reference's device;
+    plans and rtx engines run on the GPU and pt2 packages on the device they were compiled for, so
+    there a device other than auto or that one is refused rather than ignored.
     `threads` (0 = the library's default) caps the CPU threads of ONNX Runtime and torch: on a
     busy machine one thread is often faster than two that wait for each other.
     """
@@ -46,6 +56,10 @@ def open_backend(path: str | Path, device: str = "auto", threads: int = 0) -> Ba
         what = "not an engine (.onnx, .plan, .rtx, .pt2) or a run folder" if path.exists() else "not found"
         raise UserError(f"{path}: {what}")
     sidecar = Sidecar.load(path)
+    built_for = {"plan": "cuda", "rtx": "cuda", "pt2": sidecar.device}.get(fmt)
+    if built_for is not None and device not in ("auto", built_for):
+        raise UserError(f"{path.name} runs on {built_for} only ({fmt} engines run where they were built for), not on device {device}: "
+                        + ("on the CPU run its .onnx, or a pt2 package built with --device cpu" if built_for == "cuda" else "build it again with --device cuda"))
     if fmt == "onnx":
         from .ort import OnnxRuntimeBackend
 
@@ -63,4 +77,4 @@ def open_backend(path: str | Path, device: str = "auto", threads: int = 0) -> Ba
     return InductorBackend(path, sidecar)
 
 
-__all__ = ["Backend", "open_backend"]
+__all__ = ["EMBEDDED", "Backend", "embedded_engine", "open_backend"]

@@ -22,17 +22,17 @@ import sys
 import tempfile
 from pathlib import Path
 
+from edgefreq.cli.options import ENGINE_DEVICE, add_batch, add_device, positive_int, roi
 from edgefreq.errors import UserError
 from edgefreq.runtime import service as line_service
-from edgefreq.runtime.backends import open_backend
+from edgefreq.runtime.backends import embedded_engine, open_backend
 from edgefreq.runtime.capture import Capture
 from edgefreq.runtime.inspector import Inspector
 from edgefreq.runtime.loop import StopSignals, run_line
 from edgefreq.runtime.sinks import GRAMMAR, open_sink
 from edgefreq.runtime.sources import SourceOptions, open_source
-from edgefreq.runtime.trigger import TRIGGER_MODES, Triggers
+from edgefreq.runtime.trigger import TRIGGER_MODES, Triggers, connect_triggers, take_triggers
 
-EMBEDDED = Path(__file__).resolve().parents[1] / "embedded" / "default.onnx"
 DEMO_SOURCE = "synthetic://"
 DEMO_OPTIONS = {"rate": 30.0, "max_frames": 300}
 EXIT_SOURCE_FAILED, EXIT_SINK_SHORT, EXIT_NOTHING_INSPECTED = 1, 3, 4
@@ -49,10 +49,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--camera", type=int, metavar="N", help="camera index (V4L2 through OpenCV)")
     src.add_argument("--source", metavar="URI", help="v4l2:///dev/videoN, csi://N, rtsp://..., a video/image/folder path, synthetic://")
     p.add_argument("--sink", action="append", metavar="URI", help=f"where decisions go (repeatable; default -): {GRAMMAR}")
-    p.add_argument("--roi", type=int, nargs=4, metavar=("X", "Y", "W", "H"), help="override the sidecar's ROI (frame pixels)")
+    p.add_argument("--roi", type=roi("--roi"), metavar="X,Y,W,H",
+                   help="override the sidecar's ROI: left, top, width, height in frame pixels, e.g. 120,80,400,300")
     p.add_argument("--threshold", type=float, metavar="X",
                    help="decide at this raw score instead of the calibrated threshold (recorded as an override in every decision)")
-    p.add_argument("--batch", type=int, default=1, help="inspect up to N queued frames at once (default 1)")
+    add_batch(p, 1, "up to N queued frames are inspected together")
+    add_device(p, ENGINE_DEVICE)
     p.add_argument("--fd", default="auto", choices=("auto", "opencv", "torch", "triton"), help="FD implementation (default: Triton on CUDA, OpenCV on CPU)")
     p.add_argument("--width", type=int, default=0, help="requested camera width")
     p.add_argument("--height", type=int, default=0, help="requested camera height")
@@ -62,13 +64,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-frames", type=int, help="stop after N frames (0 = no limit)")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds without a frame before a live source is reopened")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for the engine (0 = the library's default)")
-    p.add_argument("--capacity", type=int, default=4, help="capture ring size; the oldest frame is dropped when full")
+    p.add_argument("--capacity", type=positive_int("--capacity"), default=4, help="capture ring size; the oldest frame is dropped when full")
     p.add_argument("--trigger", default="free", choices=TRIGGER_MODES,
                    help="free: every frame is a part (default); modbus, opcua, http: inspect the first frame captured after "
                         "each part trigger (docs/modbus.md, docs/opcua.md; http: POST /api/trigger on --http)")
     p.add_argument("--trigger-timeout", type=float, default=2.0, metavar="S",
                    help="a part with no frame within S seconds of its trigger is a fail-safe NOK (default 2)")
-    p.add_argument("--trigger-queue", type=int, default=16, metavar="N",
+    p.add_argument("--trigger-queue", type=positive_int("--trigger-queue"), default=16, metavar="N",
                    help="parts that may wait for a frame; a trigger beyond them is a counted fail-safe NOK (default 16)")
     p.add_argument("--summary", type=Path, help="also write the summary as JSON to this file")
     p.add_argument("--show", action="store_true", help="show frames, heatmaps and verdicts in a window")
@@ -86,9 +88,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_line_of(args: argparse.Namespace, service: line_service.LineService) -> int:
-    engine = args.engine or EMBEDDED
-    if args.engine is None and not EMBEDDED.exists():
-        raise UserError(f"the embedded default model is missing ({EMBEDDED}): reinstall edgefreq or pass --engine")
+    engine = args.engine or embedded_engine()
     demo = args.camera is None and args.source is None
     uri = str(args.camera) if args.camera is not None else args.source or DEMO_SOURCE
     defaults = DEMO_OPTIONS if demo and args.trigger == "free" else {"rate": DEMO_OPTIONS["rate"] if demo else 0.0, "max_frames": 0}
@@ -102,12 +102,10 @@ def run_line_of(args: argparse.Namespace, service: line_service.LineService) -> 
         rate=defaults["rate"] if args.rate is None else args.rate,
         max_frames=defaults["max_frames"] if args.max_frames is None else args.max_frames,
     )
-    if args.batch < 1 or args.capacity < 1:
-        raise UserError("--batch and --capacity must be at least 1")
     if args.summary is not None:
         check_writable(args.summary)
-    backend = open_backend(engine, threads=args.threads)
-    inspector = Inspector(backend, args.fd, tuple(args.roi) if args.roi else None, args.threshold)
+    backend = open_backend(engine, args.device, threads=args.threads)
+    inspector = Inspector(backend, args.fd, args.roi, args.threshold)
     display = None
     if args.show:
         from edgefreq.runtime.display import Display
@@ -147,30 +145,6 @@ def run_line_of(args: argparse.Namespace, service: line_service.LineService) -> 
     if args.summary:
         write_summary(args.summary, summary.to_dict())
     return exit_status(summary, stopped=stop.is_set())
-
-
-def take_triggers(triggers: Triggers, sink_uris: list[str], service) -> None:
-    """Before anything opens: what will carry the part triggers (the web server for http, else a sink)."""
-    if triggers.mode == "http":
-        service.take_triggers(triggers)
-    elif not any(uri.strip().lower().startswith(f"{triggers.mode}://") for uri in sink_uris):
-        raise UserError(f"--trigger {triggers.mode} needs a --sink {triggers.mode}://HOST:PORT: the PLC sends its part triggers to that server")
-
-
-def connect_triggers(triggers: Triggers, sinks: list, service, source) -> None:
-    """Give the part triggers to what carries them (the Modbus or OPC UA server, the web server);
-    every PLC sink answers per part (serve_parts); a software-triggered GenICam camera exposes one
-    frame per part trigger."""
-    carriers = []
-    for sink in sinks:
-        if hasattr(sink, "serve_parts"):
-            carry = sink.trigger_mode == triggers.mode and not carriers
-            sink.serve_parts(triggers, carry)
-            carriers += [sink] if carry else []
-    settings = getattr(source, "settings", None)
-    if getattr(settings, "trigger", "free") == "software":
-        triggers.on_fire.append(lambda _trigger: source.software_trigger())
-        triggers.in_flight = False  # the camera exposes on the trigger: the read waiting now is the part's
 
 
 def exit_status(summary, stopped: bool) -> int:

@@ -1,4 +1,5 @@
-"""Calibration images as FD band batches: the data INT8 quantization calibrates its ranges on."""
+"""The run's calibration images (good images it never trained on) as FD band batches: what every
+export is checked on (sample_bands) and what INT8 quantization calibrates its ranges on."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ import torch
 from edgefreq.data.images import load_image
 from edgefreq.errors import UserError
 from edgefreq.kernels import Preprocess, frame_to_bands
+from edgefreq.rundir import read_split
+
+CHECK_IMAGES = 8  # images an export is checked on
 
 
 def calibration_batches(paths: list[Path] | list[str], spec: Preprocess, batch_size: int) -> Iterator[list[np.ndarray]]:
@@ -29,3 +33,18 @@ def calibration_batches(paths: list[Path] | list[str], spec: Preprocess, batch_s
     for start in range(0, len(paths), batch_size):
         per_image = [frame_to_bands(load_image(p), spec, impl="opencv") for p in paths[start : start + batch_size]]
         yield [torch.cat([bands[k] for bands in per_image]).numpy() for k in range(spec.levels)]
+
+
+def calibration_paths(run: Path) -> list[Path]:
+    """The run's calibration images (split.yaml) that exist here; [] when the data is elsewhere."""
+    if not (run / "split.yaml").exists():
+        return []
+    _, _, paths = read_split(run)
+    return [p for p in paths if p.exists()]
+
+
+def sample_bands(paths: list[Path], preprocess: Preprocess, count: int = CHECK_IMAGES) -> list[np.ndarray] | None:
+    """Bands of the first `count` images (at least 2), the inputs every export is checked on."""
+    if len(paths) < 2:
+        return None
+    return next(calibration_batches(paths[:count], preprocess, count))

@@ -1,4 +1,4 @@
-"""`edgefreq fd IMAGE --levels 3 --out DIR`: write what the model sees, one PNG per band."""
+"""`edgefreq fd IMAGE --levels 3 --out DIR`: write what the model sees, one PNG per band (edgefreq.kernels)."""
 
 from __future__ import annotations
 
@@ -8,16 +8,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edgefreq.cli.options import positive_int, roi, size
+from edgefreq.data import load_image
 from edgefreq.errors import UserError
-
-from . import Preprocess, frame_to_bands
+from edgefreq.kernels import Preprocess, frame_to_bands
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("image", type=Path, help="an image file (PNG, JPEG, BMP; gray or colour)")
-    p.add_argument("--levels", type=int, default=2, help="number of frequency bands (default 2)")
-    p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="resize to the model size first (default: keep)")
-    p.add_argument("--roi", type=int, nargs=4, metavar=("X", "Y", "W", "H"), help="crop this region first")
+    p.add_argument("--levels", type=positive_int("--levels"), default=2, help="number of frequency bands (default 2)")
+    p.add_argument("--size", type=size("--size"), metavar="WxH", help="resize to the model's input size, width x height, first (default: keep)")
+    p.add_argument("--roi", type=roi("--roi"), metavar="X,Y,W,H", help="crop this region first: left, top, width, height in image pixels")
     p.add_argument("--gray", action="store_true", help="convert to one channel, as a gray model sees it")
     p.add_argument("--out", type=Path, required=True, help="folder for the band PNGs (created)")
 
@@ -40,16 +41,12 @@ def band_to_png(band: np.ndarray, signed: bool) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgefreq.data import load_image
-
     frame = load_image(args.image)
-    h, w = frame.shape[:2]
-    if args.roi:
-        h, w = args.roi[3], args.roi[2]
+    w, h = args.size or (args.roi[2:] if args.roi else frame.shape[1::-1])
     channels = 1 if args.gray or frame.ndim == 2 else 3
     spec = Preprocess(
-        size=tuple(args.size) if args.size else (h, w),
-        roi=tuple(args.roi) if args.roi else None,
+        size=(h, w),  # Preprocess holds H, W (a tensor's order)
+        roi=args.roi,
         channels=channels,
         mean=(0.0,) * channels,
         std=(1.0,) * channels,

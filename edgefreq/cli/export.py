@@ -12,17 +12,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-
-from edgefreq.calibration import Calibration
 from edgefreq.errors import UserError
-from edgefreq.kernels import Preprocess
-from edgefreq.rundir import generator_line, load_run, read_split
-
-from .int8_data import calibration_batches
-from .onnx import DEFAULT_OPSET, export_onnx
-
-CHECK_IMAGES = 8
+from edgefreq.export.calibration_images import CHECK_IMAGES, calibration_batches, calibration_paths, sample_bands
+from edgefreq.export.onnx import DEFAULT_OPSET, export_onnx
+from edgefreq.export.variants import variant_path
+from edgefreq.rundir import generator_line, load_run, read_calibration
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -34,31 +28,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET}, the exporter's lowest)")
 
 
-def calibration_paths(run: Path) -> list[Path]:
-    """The run's calibration images (split.yaml) that exist here; [] when the data is elsewhere."""
-    if not (run / "split.yaml").exists():
-        return []
-    _, _, paths = read_split(run)
-    return [p for p in paths if p.exists()]
-
-
-def sample_bands(paths: list[Path], preprocess: Preprocess, count: int = CHECK_IMAGES) -> list[np.ndarray] | None:
-    """Bands of the first `count` images (at least 2), the inputs every export is checked on."""
-    if len(paths) < 2:
-        return None
-    return next(calibration_batches(paths[:count], preprocess, count))
-
-
-def run_calibration(run: Path) -> Calibration | None:
-    path = run / "calibration.yaml"
-    return Calibration.load(path) if path.exists() else None
-
-
-def variant_path(out: Path, tag: str) -> Path:
-    """bottle.onnx -> bottle.fp16.onnx / bottle.int8.onnx."""
-    return out.with_name(f"{out.stem}.{tag}.onnx")
-
-
 def run(args: argparse.Namespace) -> int:
     out: Path = args.out
     if out.suffix != ".onnx":
@@ -67,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     beats, line = generator_line(args.run)
     if beats is False:
         print(f"warning: {line}")
-    calibration = run_calibration(args.run)
+    calibration = read_calibration(args.run)
     if calibration is None:
         print(f"warning: {args.run} is not calibrated (no calibration.yaml): the sidecar has no threshold and `edgefreq run` will refuse it; run `edgefreq calibrate {args.run}` and export again")
     paths = calibration_paths(args.run)
@@ -82,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         report = export_onnx(model, cfg.preprocess, calibration, variant_path(out, "fp16"), fp16=True, command=f"{base} --fp16", **common)
         print(f"wrote {report.engine} + {report.sidecar.name} in {report.seconds:.1f} s; {report.check.summary()}")
     if args.int8:
-        from .int8 import quantize_int8
+        from edgefreq.export.int8 import quantize_int8
 
         if len(paths) < 2:
             raise UserError(f"INT8 calibration needs the calibration images of {args.run} (split.yaml), and they are not here: export where the data is")

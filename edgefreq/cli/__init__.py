@@ -1,8 +1,12 @@
 """The `edgefreq` command: one verb per pipeline stage.
 
-Each verb lives in its own module that defines `add_arguments(parser)` and `run(args) -> int`;
-modules are imported only when their verb runs, so `edgefreq --help` stays fast.
-A UserError anywhere ends in one line on stderr and a non-zero exit.
+Every verb is one module here, edgefreq/cli/VERB.py, that defines `add_arguments(parser)` and
+`run(args) -> int`: argument parsing, the checks of its flags, what it prints; the work is done by
+library code in the stage packages (edgefreq.train, edgefreq.export, edgefreq.runtime, ...). A
+verb module never imports another one: what two verbs share lives in a library module, and the
+option vocabulary they share in edgefreq.cli.options. Modules are imported only when their verb
+runs, so `edgefreq --help` stays fast (and run, bench's parser and cameras need no torch to start).
+A UserError anywhere, a bad flag value included, ends in one line on stderr and a non-zero exit.
 """
 
 from __future__ import annotations
@@ -21,15 +25,15 @@ from edgefreq.errors import UserError
 
 # verb -> (module, one-line help), in pipeline order.
 VERBS: dict[str, tuple[str, str]] = {
-    "train": ("edgefreq.train", "train a model on good images (fixed epoch budget, resumable)"),
-    "calibrate": ("edgefreq.calibrate", "score held-out good images: normal range and threshold"),
-    "eval": ("edgefreq.evaluate", "image/pixel AUROC, false-reject and escape rates, figures, report"),
-    "export": ("edgefreq.export.cli_export", "export a run to ONNX (+ fp16 / int8 variants) with its sidecar"),
-    "build": ("edgefreq.export.cli_build", "build an export into a TensorRT plan or an AOTInductor package"),
-    "run": ("edgefreq.runtime.cli_run", "the line: camera -> FD -> engine -> OK/NOK -> sinks"),
-    "bench": ("edgefreq.runtime.cli_bench", "frame -> decision latency of an engine per stage and batch size (p50/p90/p99/max, fps)"),
-    "cameras": ("edgefreq.runtime.cli_cameras", "list the GenICam (GigE Vision / USB3 Vision) cameras Aravis sees, with their URIs"),
-    "fd": ("edgefreq.kernels.cli", "write the frequency bands of an image as PNGs (what the model sees)"),
+    "train": ("edgefreq.cli.train", "train a model on good images (fixed epoch budget, resumable)"),
+    "calibrate": ("edgefreq.cli.calibrate", "score held-out good images: normal range and threshold"),
+    "eval": ("edgefreq.cli.eval", "image/pixel AUROC, false-reject and escape rates, figures, report"),
+    "export": ("edgefreq.cli.export", "export a run to ONNX (+ fp16 / int8 variants) with its sidecar"),
+    "build": ("edgefreq.cli.build", "build an export into a TensorRT plan or an AOTInductor package"),
+    "run": ("edgefreq.cli.run", "the line: camera -> FD -> engine -> OK/NOK -> sinks"),
+    "bench": ("edgefreq.cli.bench", "frame -> decision latency of an engine per stage and batch size (p50/p90/p99/max, fps)"),
+    "cameras": ("edgefreq.cli.cameras", "list the GenICam (GigE Vision / USB3 Vision) cameras Aravis sees, with their URIs"),
+    "fd": ("edgefreq.cli.fd", "write the frequency bands of an image as PNGs (what the model sees)"),
 }
 
 
@@ -51,9 +55,23 @@ def import_verb(module: str):
         raise UserError(f"this command needs {top}, which is not installed: pip install 'edgefreq[{EXTRAS[top]}]'") from None
 
 
+class UsageError(UserError):
+    """A command line argparse refuses (unknown option, missing argument, invalid choice)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with whole option names only (no --batch for --batches) and one-line errors."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(allow_abbrev=False, **kwargs)
+
+    def error(self, message: str):
+        raise UsageError(message)
+
+
 def build_parser(verb: str | None) -> argparse.ArgumentParser:
     """The full parser; only `verb`'s module is imported to add its arguments."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="edgefreq",
         description="Edge inspection runtime: train -> calibrate -> export -> build -> run.",
     )
@@ -72,13 +90,14 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     verb = next((a for a in argv if not a.startswith("-")), None)
     try:
-        parser = build_parser(verb)
-    except UserError as exc:
-        print(f"edgefreq {verb}: error: {exc}", file=sys.stderr)
+        args = build_parser(verb).parse_args(argv)
+    except UserError as exc:  # a missing extra, a bad option or value
+        prog = f"edgefreq {verb}" if verb in VERBS else "edgefreq"
+        hint = f" (see `{prog} --help`)" if isinstance(exc, UsageError) else ""
+        print(f"{prog}: error: {exc}{hint}", file=sys.stderr)
         return exc.exit_code
-    args = parser.parse_args(argv)
     if args.verb is None:
-        parser.print_help()
+        build_parser(None).print_help()
         return 0
     module = import_verb(args._module)
     try:
@@ -91,7 +110,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"edgefreq {args.verb}: interrupted", file=sys.stderr)
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())
