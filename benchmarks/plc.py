@@ -34,19 +34,6 @@ from edgefreq.runtime.sources import SourceOptions, open_source
 from edgefreq.runtime.trigger import Triggers
 
 
-class Records:
-    name = "records"
-
-    def __init__(self) -> None:
-        self.decisions = []
-
-    def submit(self, decision, frame=None, amap=None) -> None:
-        self.decisions.append(decision)
-
-    def close(self, timeout: float) -> dict:
-        return {"sent": len(self.decisions)}
-
-
 def modbus_plc(port: int, parts: int, round_trips: list, wrong: list) -> None:
     from pymodbus.client import ModbusTcpClient
 
@@ -100,7 +87,7 @@ def opcua_plc(url: str, parts: int, round_trips: list, wrong: list) -> None:
 
 def measure(protocol: str, parts: int, fps: float, port: int) -> dict:
     sink = open_sink(f"{protocol}://127.0.0.1:{port}")
-    records = Records()
+    decisions: list = []  # every part's record, as the sinks got it
     options = SourceOptions(rate=fps, max_frames=0)
     source = open_source("synthetic://", options)
     triggers, stop = Triggers(protocol, timeout_s=5), threading.Event()
@@ -120,10 +107,11 @@ def measure(protocol: str, parts: int, fps: float, port: int) -> dict:
 
     driver = threading.Thread(target=plc)
     driver.start()
-    summary = run_line(Capture(source, options), inspector, [sink, records], stop, triggers=triggers)
+    summary = run_line(Capture(source, options), inspector, [sink], stop, triggers=triggers,
+                       on_inspection=lambda x: decisions.append(x.decision))
     driver.join()
-    trigger_ms = np.array([d.latency_ms["trigger"] for d in records.decisions])
-    total_ms = np.array([d.latency_ms["total"] for d in records.decisions])
+    trigger_ms = np.array([d.latency_ms["trigger"] for d in decisions])
+    total_ms = np.array([d.latency_ms["total"] for d in decisions])
     rt = np.array(round_trips)
     return {
         "protocol": protocol, "parts": parts, "answered": len(rt), "wrong_part_id": int(sum(wrong)),

@@ -51,21 +51,6 @@ class Camera(Source):
         pass
 
 
-class Collect:
-    """A sink stand-in that keeps every decision (the real sinks are tested on their own)."""
-
-    name = "collect"
-
-    def __init__(self) -> None:
-        self.decisions = []
-
-    def submit(self, decision, frame=None, amap=None) -> None:
-        self.decisions.append(decision)
-
-    def close(self, timeout: float) -> dict[str, int]:
-        return {"sent": len(self.decisions)}
-
-
 @pytest.fixture(scope="module")
 def inspector() -> Inspector:
     return Inspector(open_backend(EMBEDDED, threads=1))
@@ -73,13 +58,13 @@ def inspector() -> Inspector:
 
 def line(inspector, camera, triggers, drive, capacity: int = 4):
     """Run the loop in part mode while `drive(triggers, stop)` fires parts; returns (summary, decisions)."""
-    sink, stop = Collect(), threading.Event()
+    decisions, stop = [], threading.Event()
     capture = Capture(camera, SourceOptions(timeout=5.0), capacity=capacity)
     driver = threading.Thread(target=lambda: (drive(triggers), stop.set()))
     driver.start()
-    summary = run_line(capture, inspector, [sink], stop, triggers=triggers)
+    summary = run_line(capture, inspector, [], stop, triggers=triggers, on_inspection=lambda x: decisions.append(x.decision))
     driver.join()
-    return summary, sink.decisions
+    return summary, decisions
 
 
 def test_each_part_gets_the_first_frame_read_after_its_trigger(inspector) -> None:
