@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from edgefreq.config import check_keys
+from edgefreq.config import check_keys, to_dict
 from edgefreq.errors import UserError
 
 QUANTILES = (0.5, 0.9, 0.95, 0.99, 0.999)
@@ -67,14 +67,8 @@ class NormalRange:
         raise UserError(f"quantile {q} is not in the normal range (stored: {stored}); calibrate again with this quantile")
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "count": self.count,
-            "min": self.min,
-            "max": self.max,
-            "mean": self.mean,
-            "std": self.std,
-            "quantiles": {float(q): float(v) for q, v in sorted(self.quantiles.items())},
-        }
+        """The fields as plain data, quantiles in increasing q."""
+        return {**to_dict(self), "quantiles": {float(q): float(v) for q, v in sorted(self.quantiles.items())}}
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "normal_range") -> NormalRange:
