@@ -29,8 +29,8 @@ from edgefreq.calibration import Calibration
 from edgefreq.errors import UserError
 from edgefreq.kernels import Preprocess
 
-from .onnx import FP32_TOLERANCE, BandsToScore, Check, check_bands, publish_checked, quiet_export, random_bands
-from .sidecar import BatchRange, Machine, Sidecar, band_names, sidecar_path
+from .onnx import FP32_TOLERANCE, BandsToScore, Check, check_bands, publish_checked, quiet_export, random_bands, write_sidecar
+from .sidecar import BatchRange, Machine
 
 DEFAULT_BATCH = BatchRange(1, 8, 32)
 DEVICES = ("cpu", "cuda")
@@ -112,21 +112,9 @@ def build_pt2(
         )
         bar.update(2)
     cuda = device == "cuda"
-    side = Sidecar(
-        format="pt2",
-        engine=out_path.name,
-        sha256="",
-        model=kind,
-        preprocess=preprocess,
-        inputs=band_names(preprocess.levels),
-        batch=batch,
-        calibration=calibration,
-        device=device,
-        gpu=machine.gpu if cuda else None,
-        compute_capability=machine.compute_capability if cuda else None,
+    side_path = write_sidecar(
+        out_path, kind=kind, preprocess=preprocess, calibration=calibration, source_run=source_run, command=command,
+        batch=batch, device=device, gpu=machine.gpu if cuda else None, compute_capability=machine.compute_capability if cuda else None,
         torch_version=str(torch.__version__),
-        source_run=source_run,
-        command=command,
-    ).with_engine(out_path)
-    side_path = side.write(sidecar_path(out_path))
+    )
     return Pt2Report(out_path, side_path, time.perf_counter() - start, check)

@@ -35,6 +35,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -45,7 +46,7 @@ from edgefreq.calibration import Calibration
 from edgefreq.errors import UserError
 from edgefreq.kernels import Preprocess
 
-from .sidecar import OUTPUTS, BatchRange, Sidecar, band_names, sidecar_path
+from .sidecar import OUTPUTS, BatchRange, Sidecar, band_names, engine_format, sidecar_path
 
 DEFAULT_OPSET = 18
 FP32_TOLERANCE = 1e-4  # ONNX Runtime vs torch, relative to the largest |value| of each output
@@ -234,6 +235,28 @@ def trace_onnx(model: nn.Module, example: Sequence[np.ndarray], fp16: bool = Fal
     return proto
 
 
+def write_sidecar(
+    out_path: Path, *, kind: str, preprocess: Preprocess, calibration: Calibration | None, source_run: str | None, command: str,
+    **fields: Any,
+) -> Path:
+    """The sidecar of a model just exported to `out_path` (.onnx or .pt2), written beside it: the
+    model's kind, preprocessing, band inputs and calibration, the file's hash, and the format's
+    own `fields` (precision, batch, device, ...)."""
+    side = Sidecar(
+        format=engine_format(out_path),
+        engine=out_path.name,
+        sha256="",
+        model=kind,
+        preprocess=preprocess,
+        inputs=band_names(preprocess.levels),
+        calibration=calibration,
+        source_run=source_run,
+        command=command,
+        **fields,
+    ).with_engine(out_path)
+    return side.write(sidecar_path(out_path))
+
+
 def export_onnx(
     model: nn.Module,
     preprocess: Preprocess,
@@ -280,19 +303,7 @@ def export_onnx(
         )
         bar.update()
         bar.set_postfix_str("sidecar")
-        side = Sidecar(
-            format="onnx",
-            engine=out_path.name,
-            sha256="",
-            model=kind,
-            preprocess=preprocess,
-            precision=precision,
-            inputs=band_names(preprocess.levels),
-            batch=BatchRange(1, 1, None),
-            calibration=calibration,
-            source_run=source_run,
-            command=command,
-        ).with_engine(out_path)
-        side_path = side.write(sidecar_path(out_path))
+        side_path = write_sidecar(out_path, kind=kind, preprocess=preprocess, calibration=calibration, source_run=source_run,
+                                  command=command, precision=precision, batch=BatchRange(1, 1, None))
         bar.update()
     return ExportReport(out_path, side_path, time.perf_counter() - start, check)
