@@ -15,7 +15,7 @@ import pytest
 from edgefreq.errors import UserError
 from edgefreq.runtime.capture import Capture, usable
 from edgefreq.runtime.frame import Frame
-from edgefreq.runtime.sources import Source, SourceOptions, SyntheticLine, open_source
+from edgefreq.runtime.sources import EndOfStream, Source, SourceOptions, SyntheticLine, open_source
 
 FAST = dict(timeout=0.2, reconnect_initial=0.01, reconnect_max=0.08)
 
@@ -25,7 +25,8 @@ def _image(value: int) -> np.ndarray:
 
 
 class ScriptedSource(Source):
-    """Plays `script` (images, None, exceptions, or callables returning one) then ends or repeats.
+    """Plays `script` (images, None for a read that timed out, exceptions, or callables returning
+    one), then ends (EndOfStream).
 
     After reopen() it plays `after_reopen`, if given; `fail_reopens` reopen calls raise first.
     """
@@ -41,7 +42,7 @@ class ScriptedSource(Source):
 
     def read(self) -> np.ndarray | None:
         if not self._script:
-            return None
+            raise EndOfStream(self.uri)
         item = self._script.popleft()
         if isinstance(item, BaseException):
             raise item
@@ -86,7 +87,8 @@ def test_synthetic_end_to_end_ids_and_truth() -> None:
     assert all(a.timestamp <= b.timestamp for a, b in zip(frames, frames[1:]))
     stats = capture.stats()
     assert (stats.captured, stats.delivered, stats.dropped, stats.buffered) == (40, 40, 0, 0)
-    assert capture.done and capture.get(0.01) is None
+    with pytest.raises(EndOfStream):
+        capture.get(0.01)
 
 
 def test_video_file_ends_cleanly_after_its_loops(tmp_path: Path) -> None:
@@ -156,7 +158,7 @@ def test_get_waits_at_most_its_timeout() -> None:
     start = time.monotonic()
     assert capture.get(0.1) is None
     assert 0.09 <= time.monotonic() - start < 1.0
-    assert not capture.done
+    assert capture.get(0.01) is None  # a timeout again: the stream is not over
     capture.stop()
 
 
@@ -204,6 +206,20 @@ def test_stalled_live_source_is_reopened(caplog: pytest.LogCaptureFixture) -> No
     assert any("no good frame for 0.2 s" in r.getMessage() for r in caplog.records)
 
 
+def test_a_live_timeout_is_waited_out_a_finite_end_ends() -> None:
+    """The same script, None reads among the frames: live, they are timeouts and every frame still
+    comes; finite, the stream ends at the end of the script and not at the first None."""
+    script = [_image(1), None, None, _image(2), None, _image(3)]
+    quiet = [lambda: time.sleep(0.005)] * 100000  # then the driver keeps timing out
+    live = Capture(ScriptedSource(script + quiet, live=True), SourceOptions(timeout=30), capacity=8)
+    assert [live.get(2.0).frame_id for _ in range(3)] == [0, 1, 2]
+    assert live.get(0.1) is None and live.stats().reconnects == 0  # quiet after the script: waiting, not ended
+    live.stop()
+    finite = Capture(ScriptedSource(script, live=False), SourceOptions(), capacity=8)
+    assert [f.frame_id for f in _drain(finite)] == [0, 1, 2]
+    assert finite.stats().corrupt == 3
+
+
 def test_corrupt_frames_are_counted_and_skipped() -> None:
     bad = [None, np.zeros((0, 8, 3), np.uint8), np.zeros((8, 8, 3), np.float32), np.zeros((8, 8, 2), np.uint8), "junk"]
     script = [_image(1), *bad, _image(2), np.zeros((8, 8, 4), np.uint8), np.zeros((8, 8), np.uint8)]
@@ -223,7 +239,9 @@ def test_finite_source_error_reaches_the_consumer_after_its_frames() -> None:
     assert capture.get(2.0).frame_id == 0 and capture.get(2.0).frame_id == 1
     with pytest.raises(UserError, match="unreadable"):
         capture.get(2.0)
-    assert capture.get(0.01) is None and capture.done and source.closed
+    with pytest.raises(EndOfStream):  # the error is raised once; then the stream is simply over
+        capture.get(0.01)
+    assert source.closed
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import socket
 import time
 from pathlib import Path
@@ -13,13 +14,16 @@ import pytest
 
 from edgefreq.config import from_dict
 from edgefreq.errors import UserError
+from edgefreq.runtime.sinks import open_sink
 from edgefreq.runtime.sources import (
     DEFECT_KINDS,
+    EndOfStream,
     SourceOptions,
     SyntheticLine,
     open_source,
 )
-from edgefreq.runtime.sources.camera import csi_pipeline, redact
+from edgefreq.runtime.sources.camera import csi_pipeline
+from edgefreq.runtime.uri import redact
 
 N = 6  # frames in the test videos
 
@@ -38,11 +42,14 @@ def _write_video(path: Path, fourcc: str) -> Path:
 
 
 def _read_all(source, limit: int = 1000) -> list[np.ndarray]:
+    """Every frame up to the end of the stream (a finite source never times out: no None)."""
     frames = []
     while len(frames) < limit:
-        image = source.read()
-        if image is None:
+        try:
+            image = source.read()
+        except EndOfStream:
             break
+        assert image is not None, "a finite source gave None: that means a timeout, not the end"
         frames.append(image)
     return frames
 
@@ -75,7 +82,8 @@ def test_video_file_plain_path_and_file_uri(videos: dict[str, Path], kind: str) 
 def test_video_loops_and_restarts(videos: dict[str, Path]) -> None:
     source = open_source(str(videos["avi"]), SourceOptions(loop=3))
     assert _close_to(_means(_read_all(source)), _levels(N) * 3)
-    assert source.read() is None
+    with pytest.raises(EndOfStream):  # the end stays the end
+        source.read()
     source.reopen()
     assert _close_to(_means(_read_all(source)), _levels(N) * 3)
     source.close()
@@ -137,8 +145,9 @@ def test_every_file_of_a_folder_is_one_sample_named_after_it(tmp_path: Path) -> 
     (tmp_path / "b.png").unlink()  # deleted after the folder was listed
     cv2.imwrite(str(tmp_path / "d.png"), np.full((8, 8), 9, np.uint8))  # arrives during the pass
     samples = [first]
-    while (sample := source.read_sample()) is not None:
-        samples.append(sample)
+    with pytest.raises(EndOfStream):
+        while True:
+            samples.append(source.read_sample())
     assert [s.name for s in samples] == ["a.png", "b.png", "bb.png", "c.png", "d.png"]
     assert [s.image is None for s in samples] == [False, True, True, False, False]
     assert "deleted" in samples[1].error and "not a readable image" in samples[2].error
@@ -161,6 +170,59 @@ def test_bad_uris(uri: str) -> None:
         open_source(uri)
 
 
+def test_the_end_of_a_file_is_end_of_stream_on_every_finite_source(videos: dict[str, Path], tmp_path: Path) -> None:
+    cv2.imwrite(str(tmp_path / "a.png"), np.full((8, 8), 9, np.uint8))
+    for uri in (str(videos["avi"]), str(tmp_path / "a.png"), str(tmp_path)):
+        source = open_source(uri)
+        assert len(_read_all(source)) >= 1
+        with pytest.raises(EndOfStream):
+            source.read_sample()
+
+
+# ---------------------------------------------------------------- one grammar for inputs and outputs
+@pytest.mark.parametrize(
+    ("source", "sink", "problem"),
+    [
+        ("synthetic://?colour=red", "nokdir:///tmp/x?colour=red", r"unknown option 'colour' \(options here: "),
+        ("synthetic://?seed=1&seed=2", "mqtt://broker/t?qos=1&qos=2", r"option '(seed|qos)' given twice$"),
+        ("synthetic://?defect_rate=lots", "nokdir:///tmp/x?max_mb=lots", r"option \w+='lots' must be a number$"),
+        ("ftp://host/x", "ftp://host/x", r"unknown kind of (input|output); use one of: "),
+        ("file:///tmp/a#b", "mqtt://broker/t#b", r"'#' is not allowed"),
+    ],
+)
+def test_inputs_and_outputs_share_parsing_and_wording(source: str, sink: str, problem: str) -> None:
+    with pytest.raises(UserError) as got_source:
+        open_source(source)
+    with pytest.raises(UserError) as got_sink:
+        open_sink(sink)
+    for kind, uri, message in (("source", source, str(got_source.value)), ("sink", sink, str(got_sink.value))):
+        assert re.match(f"{kind} {re.escape(repr(uri))}: {problem}", message), message
+
+
+def test_file_locations_mean_the_same_on_both_sides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """file:///absolute and file://relative (jetson-utils' reading), for a source and a sink alike."""
+    monkeypatch.chdir(tmp_path)
+    cv2.imwrite("part.png", np.full((8, 8), 9, np.uint8))
+    assert open_source("file://part.png").read().shape == (8, 8)
+    assert open_source(f"file://{tmp_path}/part.png").read().shape == (8, 8)
+    for uri in ("file://out.jsonl", f"file://{tmp_path}/abs.jsonl"):
+        open_sink(uri).close()
+    assert (tmp_path / "out.jsonl").exists() and (tmp_path / "abs.jsonl").exists()
+
+
+def test_options_are_checked_with_one_wording() -> None:
+    from edgefreq.runtime.sinks import SinkOptions
+
+    with pytest.raises(UserError, match="^source option loop must be >= 0, got -1$"):
+        SourceOptions(loop=-1)
+    with pytest.raises(UserError, match="^sink option retries must be >= 0, got -1$"):
+        SinkOptions(retries=-1)
+    with pytest.raises(UserError, match="^source option timeout must be > 0, got 0$"):
+        SourceOptions(timeout=0)
+    with pytest.raises(UserError, match="^sink option timeout_s must be > 0, got 0$"):
+        SinkOptions(timeout_s=0)
+
+
 # ---------------------------------------------------------------- live sources that cannot open here
 def _fails_fast(uri: str, options: SourceOptions | None = None, within: float = 5.0) -> str:
     start = time.monotonic()
@@ -168,7 +230,7 @@ def _fails_fast(uri: str, options: SourceOptions | None = None, within: float = 
         open_source(uri, options)
     assert time.monotonic() - start < within
     message = str(info.value)
-    assert "\n" not in message and message.startswith(redact(uri))
+    assert "\n" not in message and message.startswith(f"source {redact(uri)!r}: ")
     return message
 
 

@@ -45,7 +45,7 @@ from edgefreq.runtime.backends import Backend
 from edgefreq.runtime.capture import usable
 from edgefreq.runtime.frame import Frame
 from edgefreq.runtime.inspector import Inspector
-from edgefreq.runtime.sources import Source
+from edgefreq.runtime.sources import EndOfStream, Source
 
 STAGES = ("capture", "preprocess", "infer", "decide", "frame_to_decision")
 STAGE_LABELS = {
@@ -210,13 +210,15 @@ def _read_batch(source: Source, batch: int, next_id: int, timeout: float = 5.0) 
     frames: list[Frame] = []
     deadline = time.monotonic() + timeout
     while len(frames) < batch:
-        item = source.read_sample()
+        try:
+            item = source.read_sample()
+        except EndOfStream:
+            raise UserError(f"{source.uri} ran out of frames; benchmark a source whose frames all decode (files loop)") from None
         image = None if item is None else usable(item.image)
         if image is not None:
             frames.append(Frame(next_id + len(frames), time.time(), image, source.uri, item.truth))
         elif not source.is_live:
-            what = "ran out of frames" if item is None else "gave a corrupt frame"
-            raise UserError(f"{source.uri} {what}; benchmark a source whose frames all decode (files loop)")
+            raise UserError(f"{source.uri} gave a corrupt frame; benchmark a source whose frames all decode (files loop)")
         elif time.monotonic() > deadline:
             raise UserError(f"{source.uri} gave no usable frame for {timeout:g} s: check the camera or stream")
     return frames

@@ -1,8 +1,8 @@
 """The capture thread: reads a source into a small ring buffer that drops the oldest frame.
 
     capture = Capture(open_source(uri, options), options)
-    for frame in capture:            # or: frame = capture.get(timeout=0.5); None + capture.done = end
-        ...
+    for frame in capture:            # or: capture.get(timeout=0.5) -> a frame, None (nothing came
+        ...                          # in time), or raises EndOfStream (the stream is over)
     capture.stop()
 
 - Frame ids are consecutive per captured frame, so a dropped frame leaves a gap in the ids the
@@ -11,7 +11,9 @@
   `options.rate` (a file replayed as a camera), never waits for the consumer: the oldest frame is
   dropped. A file, folder or synthetic source read as fast as possible waits for room instead,
   so every one of its frames is inspected.
-- A live source that raises, or gives no good frame for `options.timeout` seconds, is reopened
+- A read gives a frame, None (no frame this time: a live driver timed out), or raises EndOfStream
+  (a finite source is over: the stream ends). A live source that raises, or gives no good frame
+  for `options.timeout` seconds, is reopened
   with exponential backoff (`reconnect_initial` doubling up to `reconnect_max`, reset by the next
   good frame); every attempt and every reconnect is logged on the "edgefreq" logger.
 - A corrupt frame from a live source (None, empty, not uint8, not gray/BGR) is counted and skipped:
@@ -19,8 +21,9 @@
   deleted file of a folder) is a part: it is captured as a frame with `error` set and no image, and
   gets a fail-safe NOK decision like any frame that cannot be inspected.
 - A frame's source is the source URI, plus the file name when the source names its items.
-- A finite source ends the stream when it is done (after its `loop` passes); an error it raises
-  ends the stream too and is raised by `get` once the frames before it are delivered.
+- A finite source ends the stream when it is done (after its `loop` passes): `get` raises
+  EndOfStream once the frames before the end are delivered; an error it raises ends the stream
+  too and is raised by `get` instead, once.
 - `options.rate` paces finite and synthetic sources; `options.max_frames` ends any source.
 - Capture owns the source and closes it when the stream ends or on `stop()`.
 - `mark()` is the id of the first frame whose read starts after the call (a part trigger: the
@@ -40,7 +43,7 @@ import cv2
 import numpy as np
 
 from edgefreq.runtime.frame import Frame
-from edgefreq.runtime.sources import Sample, Source, SourceOptions
+from edgefreq.runtime.sources import EndOfStream, Sample, Source, SourceOptions
 
 log = logging.getLogger("edgefreq")
 
@@ -102,8 +105,8 @@ class Capture:
     def get(self, timeout: float | None) -> Frame | None:
         """The oldest buffered frame, waiting at most `timeout` s (None = until one comes or the end).
 
-        None when nothing came in time or the stream is over (then `done` is True). An error that
-        ended a finite source is raised here, once, after the frames captured before it.
+        None when nothing came in time. When the stream is over and every frame captured before
+        its end was handed out: EndOfStream, or once the error that ended a finite source.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
@@ -117,24 +120,17 @@ class Capture:
                 self._cond.notify_all()  # room for a reader waiting to push
                 return self._ring.popleft()
             error, self._error = self._error, None
-        if error is not None:
-            raise error
-        return None
-
-    @property
-    def done(self) -> bool:
-        """The stream is over and every buffered frame has been handed out."""
-        with self._cond:
-            return self._ended and not self._ring
+        raise EndOfStream(self.source.uri) if error is None else error
 
     def __iter__(self) -> Iterator[Frame]:
         """Frames until the stream is over."""
         while True:
-            frame = self.get(0.25)
+            try:
+                frame = self.get(0.25)
+            except EndOfStream:
+                return
             if frame is not None:
                 yield frame
-            elif self.done:
-                return
 
     def mark(self, in_flight: bool = True) -> int:
         """The id the first frame read after this call will get. `in_flight=False` for a camera that
@@ -217,6 +213,8 @@ class Capture:
                 self._reading = True
             try:
                 item = source.read_sample()
+            except EndOfStream:
+                return
             except Exception as exc:
                 self._reading = False
                 if not live:
@@ -225,8 +223,6 @@ class Capture:
                 self._reconnect(f"read failed: {exc}")
                 last_good = time.monotonic()
                 continue
-            if item is None and not live:
-                return
             if item is None and source.waiting():  # a triggered camera between parts
                 self._reading = False
                 last_good = time.monotonic()
@@ -247,13 +243,12 @@ class Capture:
             corrupt_streak += 1
             if corrupt_streak == 1:
                 log.warning("%s: corrupt or missing frame, skipped (%s)", source.uri, _describe(item))
-            if live:
-                if time.monotonic() - last_good > opts.timeout:
-                    self._count("stalls")
-                    self._reconnect(f"no good frame for {opts.timeout:g} s")
-                    last_good = time.monotonic()
-                else:
-                    self._stop.wait(min(0.01, opts.timeout / 10))
+            if live and time.monotonic() - last_good > opts.timeout:
+                self._count("stalls")
+                self._reconnect(f"no good frame for {opts.timeout:g} s")
+                last_good = time.monotonic()
+            else:
+                self._stop.wait(min(0.01, opts.timeout / 10))
 
     def _reconnect(self, reason: str) -> None:
         """Reopen the live source, retrying with exponential backoff until it opens or stop()."""

@@ -16,15 +16,17 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from edgefreq.errors import UserError
 from edgefreq.runtime.capture import Capture
+from edgefreq.runtime.frame import Frame
 from edgefreq.runtime.inspector import Inspection, Inspector
 from edgefreq.runtime.record import LATENCY_STAGES
+from edgefreq.runtime.sources import EndOfStream
 from edgefreq.runtime.trigger import Trigger, Triggers, missed_part
 
 
@@ -167,27 +169,10 @@ def run_line(
     try:
         if triggers is not None:
             _inspect_parts(capture, inspector, triggers, deliver, stop, summary)
-        while triggers is None and not stop.is_set():
-            try:
-                frame = capture.get(timeout=0.1)
-            except UserError as exc:  # a finite source broke: what was captured before is decided
-                summary.source_error = str(exc)
-                break
-            if frame is None:
-                if capture.done:
-                    break
-                continue
-            batch = [frame]
-            while len(batch) < max_batch:
-                extra = capture.get(timeout=0)
-                if extra is None:
-                    break
-                batch.append(extra)
-            handle(batch)
-        capture.stop()
-        # Frames already captured are finished, not thrown away (part mode did its own).
-        while triggers is None and not summary.source_error and (frame := capture.get(timeout=0)) is not None:
-            handle([frame])
+        else:
+            for batch in _batches(capture, stop, summary, max_batch, lambda: 0.1):
+                if batch:
+                    handle(batch)
     finally:
         capture.stop()
         summary.seconds = time.perf_counter() - start
@@ -227,28 +212,46 @@ def _inspect_parts(capture: Capture, inspector: Inspector, triggers: Triggers, d
         for inspection in inspector.inspect([frame], dropped()):
             deliver(_as_part(inspection, trigger))
 
-    while not stop.is_set():
-        answer_missed()
+    def wait() -> float:  # wake up for the next trigger's deadline
         deadline = triggers.next_deadline()
-        wait = 0.1 if deadline is None else min(0.1, max(0.0, deadline - time.monotonic()))
-        try:
-            frame = capture.get(timeout=wait)
-        except UserError as exc:
-            summary.source_error = str(exc)
-            break
-        if frame is None:
-            if capture.done:
-                break
-            continue
-        inspect(frame)
-    capture.stop()
-    while not summary.source_error and (frame := capture.get(timeout=0)) is not None:
-        inspect(frame)
+        return 0.1 if deadline is None else min(0.1, max(0.0, deadline - time.monotonic()))
+
+    answer_missed()
+    for batch in _batches(capture, stop, summary, 1, wait):
+        for frame in batch:
+            inspect(frame)
+        answer_missed()
     triggers.close()  # from here a trigger is refused: nothing would answer it
     answer_missed()
     why = "the source failed" if summary.source_error else "the line stopped" if stop.is_set() else "the source ended"
     for trigger in triggers.drain():
         deliver(missed_part(trigger, f"{why} before a frame came", inspector, capture.source.uri, dropped()))
+
+
+def _batches(capture: Capture, stop: threading.Event, summary: Summary, size: int, wait: Callable[[], float]) -> Iterator[list[Frame]]:
+    """The one frame-reading loop of run_line: lists of up to `size` frames as the capture delivers
+    them ([] when `wait()` seconds passed without one) until the source ends, fails (its error in
+    `summary.source_error`; what was captured before it is decided) or `stop` is set; after a
+    stop, the frames already captured are finished, not thrown away."""
+    stopped = False
+    while True:
+        if stop.is_set() and not stopped:
+            capture.stop()
+            stopped = True
+        batch: list[Frame] = []
+        try:
+            while len(batch) < size and (frame := capture.get(timeout=0 if batch or stopped else wait())) is not None:
+                batch.append(frame)
+        except EndOfStream:
+            yield batch
+            return
+        except UserError as exc:  # a finite source broke; get raises it after every frame before it
+            summary.source_error = str(exc)
+            yield batch
+            return
+        if stopped and not batch:  # nothing left (or a capture thread left blocked in a driver)
+            return
+        yield batch
 
 
 def _as_part(inspection: Inspection, trigger: Trigger) -> Inspection:

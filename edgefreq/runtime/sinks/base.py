@@ -31,36 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from edgefreq.errors import UserError
 from edgefreq.runtime.record import Decision
+from edgefreq.runtime.sinks.options import SinkOptions
 
 log = logging.getLogger("edgefreq.sinks")
-
-
-@dataclass
-class SinkOptions:
-    """Options every sink takes, whatever its URI (a `sinks:` block of the run config)."""
-
-    queue: int = 256  # decisions waiting per sink; when full the oldest is dropped
-    queue_mb: float = 256.0  # images waiting per sink (sinks that keep them), 10^6 bytes; the oldest dropped beyond
-    retries: int = 5  # extra attempts after a failed delivery
-    backoff_s: float = 0.2  # wait before the first retry; doubles after each
-    backoff_max_s: float = 5.0  # longest wait between attempts
-    timeout_s: float = 2.0  # network sinks: HTTP request timeout, MQTT acknowledgement wait
-
-    def __post_init__(self) -> None:
-        if self.queue < 1:
-            raise UserError(f"sink options: queue must be >= 1, got {self.queue}")
-        if not self.queue_mb > 0:
-            raise UserError(f"sink options: queue_mb must be > 0, got {self.queue_mb}")
-        if self.retries < 0:
-            raise UserError(f"sink options: retries must be >= 0, got {self.retries}")
-        if self.backoff_s < 0 or self.backoff_max_s < self.backoff_s:
-            raise UserError(
-                f"sink options: need 0 <= backoff_s <= backoff_max_s, got {self.backoff_s} and {self.backoff_max_s}"
-            )
-        if self.timeout_s <= 0:
-            raise UserError(f"sink options: timeout_s must be > 0, got {self.timeout_s}")
 
 
 class PermanentError(Exception):

@@ -1,4 +1,4 @@
-"""JSON lines: `-` / `stdout://` (standard output) and `file:///path/out.jsonl` (or a bare `*.jsonl` path).
+"""JSON lines: `-` / `stdout://` (standard output) and `file://PATH` (or a bare `*.jsonl` path).
 
 One decision per line, flushed after each line. A file is only ever appended to: an existing
 file keeps its content, and if its last line was cut short (power loss mid-write) a newline is
@@ -14,20 +14,20 @@ import os
 import sys
 from pathlib import Path
 from typing import TextIO
-from urllib.parse import SplitResult, unquote
 
-from edgefreq.runtime.sinks.base import Item, Sink, SinkOptions
-from edgefreq.runtime.sinks.uri import bad, query
+from edgefreq.runtime.sinks.base import Item, Sink
+from edgefreq.runtime.sinks.options import SinkOptions
+from edgefreq.runtime.uri import Uri, uri_error
 
 
 class StdoutSink(Sink):
     """Decisions as JSON lines on standard output (for piping into other tools)."""
 
     @classmethod
-    def from_uri(cls, uri: str, parts: SplitResult, options: SinkOptions) -> StdoutSink:
-        if parts.netloc or parts.path:
-            raise bad(uri, "stdout takes no host or path: write '-' or 'stdout://'")
-        query(uri, parts, ())
+    def from_uri(cls, uri: Uri, options: SinkOptions) -> StdoutSink:
+        if uri.parts.netloc or uri.parts.path:
+            raise uri.error("stdout takes no host or path: write '-' or 'stdout://'")
+        uri.options(())
         return cls("stdout://", options)
 
     def _deliver(self, item: Item) -> None:
@@ -44,7 +44,7 @@ class JsonlFileSink(Sink):
         self.path = path
         where = uri or str(path)
         if path.is_dir():
-            raise bad(where, f"{path} is a folder; give a file name ending .jsonl")
+            raise uri_error("sink", where, f"{path} is a folder; give a file name ending .jsonl")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             needs_newline = path.exists() and path.stat().st_size > 0 and _last_byte(path) != b"\n"
@@ -52,16 +52,12 @@ class JsonlFileSink(Sink):
             if needs_newline:
                 self._append(b"\n")
         except OSError as exc:
-            raise bad(where, f"cannot append to {path} ({exc.strerror}); check the folder exists and is writable") from None
+            raise uri_error("sink", where, f"cannot append to {path} ({exc.strerror}); check the folder exists and is writable") from None
 
     @classmethod
-    def from_uri(cls, uri: str, parts: SplitResult, options: SinkOptions) -> JsonlFileSink:
-        query(uri, parts, ())
-        if parts.scheme == "":
-            return cls(Path(uri).expanduser(), options, uri)
-        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
-            raise bad(uri, "write file:///absolute/path.jsonl (three slashes), or just the path")
-        return cls(Path(unquote(parts.path)), options, uri)
+    def from_uri(cls, uri: Uri, options: SinkOptions) -> JsonlFileSink:
+        uri.options(())
+        return cls(uri.path("file:///var/log/line.jsonl, file://line.jsonl or just line.jsonl"), options, uri.text)
 
     def _deliver(self, item: Item) -> None:
         self._append((item.decision.to_json() + "\n").encode())

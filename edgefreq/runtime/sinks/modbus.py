@@ -33,15 +33,15 @@ import socket
 import threading
 import time
 from typing import Any
-from urllib.parse import SplitResult
 
 from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from edgefreq.runtime.sinks.base import Item, Sink, SinkOptions
+from edgefreq.runtime.sinks.base import Item, Sink
+from edgefreq.runtime.sinks.options import SinkOptions
 from edgefreq.runtime.sinks.server_thread import ServerThread
-from edgefreq.runtime.sinks.uri import as_number, bad, port, query
+from edgefreq.runtime.uri import Uri, uri_error
 
 log = logging.getLogger("edgefreq.sinks")
 
@@ -110,15 +110,15 @@ class ModbusSink(Sink):
         if not self._serving.started:
             self._stop_server()
             why = "the server did not start in time" if self._serving.error is None else _bind_problem(host, port)
-            raise bad(self.name, f"cannot listen on {host}:{port}: {why}")
+            raise uri_error("sink", self.name, f"cannot listen on {host}:{port}: {why}")
 
     @classmethod
-    def from_uri(cls, uri: str, parts: SplitResult, options: SinkOptions) -> ModbusSink:
-        values = query(uri, parts, ("results",))
-        if parts.path not in ("", "/"):
-            raise bad(uri, "takes no path: modbus://HOST:PORT (default 127.0.0.1:5020)")
-        results = int(as_number(uri, "results", values["results"], int, 1, 65535)) if "results" in values else DEFAULT_RESULTS
-        return cls(parts.hostname or DEFAULT_HOST, port(uri, parts, DEFAULT_PORT), options, uri, results)
+    def from_uri(cls, uri: Uri, options: SinkOptions) -> ModbusSink:
+        values = uri.options(("results",))
+        if uri.parts.path not in ("", "/"):
+            raise uri.error("takes no path: modbus://HOST:PORT (default 127.0.0.1:5020)")
+        results = int(uri.number("results", values["results"], int, 1, 65535)) if "results" in values else DEFAULT_RESULTS
+        return cls(uri.parts.hostname or DEFAULT_HOST, uri.port(DEFAULT_PORT), options, uri.text, results)
 
     def serve_parts(self, triggers, carry: bool) -> None:
         """Part mode: results wait for the PLC's acknowledgement; with `carry` the trigger coil fires `triggers`."""

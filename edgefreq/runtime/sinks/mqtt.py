@@ -26,13 +26,14 @@ import os
 import ssl
 from pathlib import Path
 from typing import Any
-from urllib.parse import SplitResult, unquote
+from urllib.parse import unquote
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edgefreq.runtime.sinks.base import Item, Sink, SinkOptions
-from edgefreq.runtime.sinks.uri import as_bool, as_number, bad, no_credentials, port, query
+from edgefreq.runtime.sinks.base import Item, Sink
+from edgefreq.runtime.sinks.options import SinkOptions
+from edgefreq.runtime.uri import Uri, uri_error
 
 log = logging.getLogger("edgefreq.sinks")
 
@@ -41,16 +42,16 @@ RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 2
 WAIT_STEP_S = 0.05  # how often a worker waiting for the broker looks at close()
 
 
-def _topic(uri: str, topic: str, what: str) -> str:
+def _topic(uri: Uri, topic: str, what: str) -> str:
     if not topic or "+" in topic or "#" in topic:
-        raise bad(uri, f"{what} must be a plain topic name without the wildcards + and #, e.g. mqtt://broker/line1/decisions")
+        raise uri.error(f"{what} must be a plain topic name without the wildcards + and #, e.g. mqtt://broker/line1/decisions")
     return topic
 
 
 def _env_file(uri: str, name: str) -> str | None:
     value = os.environ.get(name)
     if value and not Path(value).is_file():
-        raise bad(uri, f"{name}={value} is not a file")
+        raise uri_error("sink", uri, f"{name}={value} is not a file")
     return value or None
 
 
@@ -77,17 +78,17 @@ class MqttSink(Sink):
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
         user, password = os.environ.get("EDGEFREQ_MQTT_USERNAME"), os.environ.get("EDGEFREQ_MQTT_PASSWORD")
         if password and not user:
-            raise bad(uri, "EDGEFREQ_MQTT_PASSWORD is set but EDGEFREQ_MQTT_USERNAME is not")
+            raise uri_error("sink", uri, "EDGEFREQ_MQTT_PASSWORD is set but EDGEFREQ_MQTT_USERNAME is not")
         if user:
             client.username_pw_set(user, password)
         if tls:
             ca, cert, key = (_env_file(uri, f"EDGEFREQ_MQTT_{n}") for n in ("CA", "CERT", "KEY"))
             if bool(cert) != bool(key):
-                raise bad(uri, "set both EDGEFREQ_MQTT_CERT and EDGEFREQ_MQTT_KEY for a client certificate, or neither")
+                raise uri_error("sink", uri, "set both EDGEFREQ_MQTT_CERT and EDGEFREQ_MQTT_KEY for a client certificate, or neither")
             try:
                 client.tls_set(ca_certs=ca, certfile=cert, keyfile=key)
             except (ssl.SSLError, OSError) as exc:
-                raise bad(uri, f"cannot load the TLS files from EDGEFREQ_MQTT_CA/CERT/KEY ({exc})") from None
+                raise uri_error("sink", uri, f"cannot load the TLS files from EDGEFREQ_MQTT_CA/CERT/KEY ({exc})") from None
         client.will_set(self.status_topic, "offline", qos=1, retain=True)
         client.max_queued_messages_set(self.options.queue)
         client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
@@ -99,19 +100,19 @@ class MqttSink(Sink):
         client.loop_start()
 
     @classmethod
-    def from_uri(cls, uri: str, parts: SplitResult, options: SinkOptions) -> MqttSink:
-        no_credentials(uri, parts, "EDGEFREQ_MQTT_USERNAME and EDGEFREQ_MQTT_PASSWORD")
-        if not parts.hostname:
-            raise bad(uri, "needs a broker host: mqtt://HOST[:PORT]/TOPIC")
-        tls = parts.scheme == "mqtts"
-        opts = query(uri, parts, ("qos", "retain", "client_id", "status"))
+    def from_uri(cls, uri: Uri, options: SinkOptions) -> MqttSink:
+        uri.no_credentials("EDGEFREQ_MQTT_USERNAME and EDGEFREQ_MQTT_PASSWORD")
+        if not uri.parts.hostname:
+            raise uri.error("needs a broker host: mqtt://HOST[:PORT]/TOPIC")
+        tls = uri.scheme == "mqtts"
+        opts = uri.options(("qos", "retain", "client_id", "status"))
         return cls(
-            uri,
-            parts.hostname,
-            port(uri, parts, 8883 if tls else 1883),
-            _topic(uri, unquote(parts.path.lstrip("/")), "the path (the topic)"),
-            qos=int(as_number(uri, "qos", opts.get("qos", "1"), int, 0, 2)),
-            retain=as_bool(uri, "retain", opts.get("retain", "0")),
+            uri.text,
+            uri.parts.hostname,
+            uri.port(8883 if tls else 1883),
+            _topic(uri, unquote(uri.parts.path.lstrip("/")), "the path (the topic)"),
+            qos=int(uri.number("qos", opts.get("qos", "1"), int, 0, 2)),
+            retain=uri.flag("retain", opts.get("retain", "0")),
             client_id=opts.get("client_id", ""),
             status_topic=_topic(uri, opts["status"], "status") if "status" in opts else None,
             tls=tls,

@@ -35,15 +35,15 @@ import re
 import time
 from collections import OrderedDict
 from pathlib import Path
-from urllib.parse import SplitResult, unquote
 
 import cv2
 import numpy as np
 
 from edgefreq.heatmap import overlay, to_bgr
 from edgefreq.runtime.record import Decision
-from edgefreq.runtime.sinks.base import Item, PermanentError, Sink, SinkOptions
-from edgefreq.runtime.sinks.uri import as_number, bad, query
+from edgefreq.runtime.sinks.base import Item, PermanentError, Sink
+from edgefreq.runtime.sinks.options import SinkOptions
+from edgefreq.runtime.uri import Uri, uri_error
 
 DEFAULT_MAX_MB = 200.0
 _NAME = re.compile(r"^(\d{8}T\d{6}\.\d{3}Z_\d+)(\.json|\.png|_heatmap\.png)$")
@@ -97,7 +97,7 @@ class NokDirSink(Sink):
             existing = sorted(p for p in folder.iterdir() if _NAME.match(p.name))
             sizes = [(p, p.stat().st_size) for p in existing]
         except OSError as exc:
-            raise bad(self.name, f"cannot write into {folder} ({exc.strerror}); check the path and its permissions") from None
+            raise uri_error("sink", self.name, f"cannot write into {folder} ({exc.strerror}); check the path and its permissions") from None
         self._records: OrderedDict[str, int] = OrderedDict()  # stem -> bytes, oldest first
         for path, size in sizes:
             stem = _NAME.match(path.name).group(1)
@@ -105,12 +105,10 @@ class NokDirSink(Sink):
         self._bytes = sum(self._records.values())
 
     @classmethod
-    def from_uri(cls, uri: str, parts: SplitResult, options: SinkOptions) -> NokDirSink:
-        opts = query(uri, parts, ("max_mb",))
-        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
-            raise bad(uri, "write nokdir:///absolute/folder (three slashes)")
-        max_mb = float(as_number(uri, "max_mb", opts.get("max_mb", str(DEFAULT_MAX_MB)), float, 1e-6, 1e9))
-        return cls(Path(unquote(parts.path)), max_mb, options, uri)
+    def from_uri(cls, uri: Uri, options: SinkOptions) -> NokDirSink:
+        opts = uri.options(("max_mb",))
+        max_mb = float(uri.number("max_mb", opts.get("max_mb", str(DEFAULT_MAX_MB)), float, 1e-6, 1e9))
+        return cls(uri.path("nokdir:///var/nok or nokdir://nok"), max_mb, options, uri.text)
 
     def _accept(self, decision: Decision, frame: np.ndarray | None, amap: np.ndarray | None) -> Item | None:
         if decision.verdict != "NOK":

@@ -28,15 +28,15 @@ import logging
 import os
 import threading
 from pathlib import Path
-from urllib.parse import SplitResult
 
 from asyncua import Server, ua, uamethod
 from asyncua.server.user_managers import UserManager
 from asyncua.crypto.permission_rules import User, UserRole
 
-from edgefreq.runtime.sinks.base import Item, Sink, SinkOptions
+from edgefreq.runtime.sinks.base import Item, Sink
+from edgefreq.runtime.sinks.options import SinkOptions
 from edgefreq.runtime.sinks.server_thread import ServerThread
-from edgefreq.runtime.sinks.uri import as_number, bad, no_credentials, port, query
+from edgefreq.runtime.uri import Uri, uri_error
 
 log = logging.getLogger("edgefreq.sinks")
 
@@ -78,13 +78,13 @@ class OpcUaSink(Sink):
         self.url = f"opc.tcp://{host}:{port}/edgefreq/"
         cert, key, user, password = (env.get(name) or None for name in ENV)
         if (cert is None) != (key is None) or (user is None) != (password is None):
-            raise bad(self.name, "set both EDGEFREQ_OPCUA_CERT and EDGEFREQ_OPCUA_KEY, and both or neither of "
+            raise uri_error("sink", self.name, "set both EDGEFREQ_OPCUA_CERT and EDGEFREQ_OPCUA_KEY, and both or neither of "
                                  "EDGEFREQ_OPCUA_USER and EDGEFREQ_OPCUA_PASSWORD")
         for path in (cert, key):
             if path is not None and not Path(path).is_file():
-                raise bad(self.name, f"no such certificate or key file: {path}")
+                raise uri_error("sink", self.name, f"no such certificate or key file: {path}")
         if encrypt_only and cert is None:
-            raise bad(self.name, "security=encrypt needs EDGEFREQ_OPCUA_CERT and EDGEFREQ_OPCUA_KEY")
+            raise uri_error("sink", self.name, "security=encrypt needs EDGEFREQ_OPCUA_CERT and EDGEFREQ_OPCUA_KEY")
         self._cert, self._key, self._encrypt_only = cert, key, encrypt_only
         self._user = OneUser(user, password) if user is not None else None
         self._ring: collections.OrderedDict[str, str] = collections.OrderedDict()  # ResultId -> record JSON
@@ -98,18 +98,18 @@ class OpcUaSink(Sink):
             self._stop_server()
             error = self._serving.error
             why = "the server did not start in time" if error is None else f"{type(error).__name__}: {error}"
-            raise bad(self.name, f"cannot serve on {host}:{port}: {why}")
+            raise uri_error("sink", self.name, f"cannot serve on {host}:{port}: {why}")
 
     @classmethod
-    def from_uri(cls, uri: str, parts: SplitResult, options: SinkOptions) -> OpcUaSink:
-        no_credentials(uri, parts, "EDGEFREQ_OPCUA_USER and EDGEFREQ_OPCUA_PASSWORD")
-        values = query(uri, parts, ("results", "security"))
-        if parts.path not in ("", "/"):
-            raise bad(uri, "takes no path: opcua://HOST:PORT (default 127.0.0.1:4840)")
+    def from_uri(cls, uri: Uri, options: SinkOptions) -> OpcUaSink:
+        uri.no_credentials("EDGEFREQ_OPCUA_USER and EDGEFREQ_OPCUA_PASSWORD")
+        values = uri.options(("results", "security"))
+        if uri.parts.path not in ("", "/"):
+            raise uri.error("takes no path: opcua://HOST:PORT (default 127.0.0.1:4840)")
         if values.get("security", "any") not in ("any", "encrypt"):
-            raise bad(uri, "security must be any (default) or encrypt")
-        results = int(as_number(uri, "results", values["results"], int, 1, 100000)) if "results" in values else DEFAULT_RESULTS
-        return cls(parts.hostname or DEFAULT_HOST, port(uri, parts, DEFAULT_PORT), options, uri, results,
+            raise uri.error("security must be any (default) or encrypt")
+        results = int(uri.number("results", values["results"], int, 1, 100000)) if "results" in values else DEFAULT_RESULTS
+        return cls(uri.parts.hostname or DEFAULT_HOST, uri.port(DEFAULT_PORT), options, uri.text, results,
                    values.get("security") == "encrypt")
 
     # -- the line's side ----------------------------------------------------------------------

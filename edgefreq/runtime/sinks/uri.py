@@ -1,61 +1,73 @@
-"""Small helpers shared by the sinks' URI parsers: every problem is a one-line UserError naming the URI."""
+"""Which scheme opens which sink: the output side of the one URI grammar (edgefreq/runtime/uri.py).
+
+    -  or  stdout://                      JSON lines on standard output                   jsonl.py
+    file:///path/out.jsonl  or  out.jsonl  JSON lines appended to a file                    jsonl.py
+    mqtt://host[:1883]/topic[?qos=1&retain=0&client_id=ID&status=TOPIC]   (mqtts:// TLS)    mqtt.py
+    modbus://[host][:port][?results=N]     Modbus TCP server for a PLC (127.0.0.1:5020)     modbus.py
+    opcua://[host][:port][?results=N&security=any|encrypt]   OPC UA server (127.0.0.1:4840) opcua.py
+    http://...  https://...                webhook: POST each record                        webhook.py
+    nokdir:///folder[?max_mb=200]          NOK frames + heatmaps + records, size-capped     nokdir.py
+    display://  (or display://0)           a window: frame, heatmap, verdict; q/Esc stops   display.py
+
+A sink's Python packages (paho-mqtt, pymodbus, asyncua, requests: the `line` extra) are imported
+only when a URI needs them.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from urllib.parse import SplitResult, parse_qsl
+from urllib.parse import SplitResult
 
-from edgefreq.errors import UserError
+from edgefreq.runtime.uri import Schemes
 
+from .base import Sink
+from .options import SinkOptions
 
-def bad(uri: str, problem: str) -> UserError:
-    return UserError(f"sink {uri!r}: {problem}")
-
-
-def query(uri: str, parts: SplitResult, known: Iterable[str]) -> dict[str, str]:
-    """The URI's ?key=value options; an unknown or repeated key is an error that lists the known ones."""
-    known = tuple(known)
-    options: dict[str, str] = {}
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        if key not in known:
-            listed = ", ".join(known) if known else "none"
-            raise bad(uri, f"unknown option {key!r} (options here: {listed})")
-        if key in options:
-            raise bad(uri, f"option {key!r} given twice")
-        options[key] = value
-    return options
+GRAMMAR = (
+    "-, stdout://, file://PATH.jsonl (or a path ending .jsonl), mqtt[s]://HOST[:PORT]/TOPIC, "
+    "modbus://[HOST][:PORT], opcua://[HOST][:PORT], http[s]://URL, nokdir://FOLDER, display://"
+)
 
 
-def as_bool(uri: str, key: str, value: str) -> bool:
-    lowered = value.lower()
-    if lowered in ("1", "true", "yes", "on", ""):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise bad(uri, f"option {key}={value!r} must be 0 or 1")
+def _shorthand(text: str) -> SplitResult | None:
+    """`-` is stdout://, a path ending .jsonl a file://; anything else needs its scheme."""
+    if text == "-":
+        return SplitResult("stdout", "", "", "", "")
+    if text.endswith(".jsonl"):
+        return SplitResult("file", "", text, "", "")
+    return None
 
 
-def as_number(uri: str, key: str, value: str, kind: type[int] | type[float], low: float, high: float) -> int | float:
-    try:
-        number = kind(value)
-    except ValueError:
-        raise bad(uri, f"option {key}={value!r} must be a number") from None
-    if not low <= number <= high:
-        raise bad(uri, f"option {key}={value!r} must be between {low:g} and {high:g}")
-    return number
+SCHEMES = Schemes(
+    kind="sink",
+    package=__package__,
+    table={
+        "stdout": "jsonl:StdoutSink.from_uri",
+        "file": "jsonl:JsonlFileSink.from_uri",
+        "mqtt": "mqtt:MqttSink.from_uri",
+        "mqtts": "mqtt:MqttSink.from_uri",
+        "modbus": "modbus:ModbusSink.from_uri",
+        "opcua": "opcua:OpcUaSink.from_uri",
+        "http": "webhook:WebhookSink.from_uri",
+        "https": "webhook:WebhookSink.from_uri",
+        "nokdir": "nokdir:NokDirSink.from_uri",
+        "display": "display:DisplaySink.from_uri",
+    },
+    usage=GRAMMAR,
+    shorthand=_shorthand,
+    packages={
+        "paho": "paho-mqtt: pip install 'edgefreq[line]'",
+        "pymodbus": "pymodbus>=3.13: pip install 'edgefreq[line]'",
+        "asyncua": "asyncua>=1.1: pip install 'edgefreq[line]'",
+        "requests": "requests: pip install 'edgefreq[line]'",
+    },
+)
 
 
-def port(uri: str, parts: SplitResult, default: int) -> int:
-    try:
-        number = parts.port
-    except ValueError:
-        number = 0
-    if number == 0:
-        raise bad(uri, "the port must be a number from 1 to 65535")
-    return default if number is None else number
+def open_sink(uri: str, options: SinkOptions | None = None) -> Sink:
+    """Open the sink a URI names and start its worker thread.
 
-
-def no_credentials(uri: str, parts: SplitResult, env: str) -> None:
-    """Secrets in a URI end up in logs and decision sources; they come from the environment instead."""
-    if parts.username is not None or parts.password is not None:
-        raise bad(uri.replace(parts.netloc, parts.netloc.rpartition("@")[2]), f"put credentials in {env}, not in the URI")
+    A malformed URI, an unknown scheme, a missing package, an unwritable path, a busy port or a
+    missing display is a one-line UserError. A network peer being down is not: network sinks
+    connect in the background and retry, so a line can start before its broker or webhook does.
+    """
+    return SCHEMES.open(uri, SinkOptions() if options is None else options).start()

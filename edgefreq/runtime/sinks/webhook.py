@@ -12,13 +12,14 @@ secrets in the URL's user:password part). For a private CA, requests reads REQUE
 from __future__ import annotations
 
 import os
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import urlsplit
 
 import requests
 
 from edgefreq import __version__
-from edgefreq.runtime.sinks.base import Item, PermanentError, Sink, SinkOptions
-from edgefreq.runtime.sinks.uri import bad, no_credentials, port
+from edgefreq.runtime.sinks.base import Item, PermanentError, Sink
+from edgefreq.runtime.sinks.options import SinkOptions
+from edgefreq.runtime.uri import Uri
 
 RETRY_STATUS = frozenset({408, 425, 429})
 
@@ -37,14 +38,14 @@ class WebhookSink(Sink):
             self._session.headers["Authorization"] = f"Bearer {token}"
 
     @classmethod
-    def from_uri(cls, uri: str, parts: SplitResult, options: SinkOptions) -> WebhookSink:
-        no_credentials(uri, parts, "EDGEFREQ_WEBHOOK_TOKEN")
-        if not parts.hostname:
-            raise bad(uri, "needs a host: http[s]://HOST[:PORT]/PATH")
-        port(uri, parts, 443 if parts.scheme == "https" else 80)
+    def from_uri(cls, uri: Uri, options: SinkOptions) -> WebhookSink:
+        uri.no_credentials("EDGEFREQ_WEBHOOK_TOKEN")
+        if not uri.parts.hostname:
+            raise uri.error("needs a host: http[s]://HOST[:PORT]/PATH")
+        uri.port(443 if uri.scheme == "https" else 80)
         # the query may carry a secret: keep it out of the name that logs show
-        name = parts._replace(query="…" if parts.query else "", fragment="").geturl()
-        return cls(uri, options, name)
+        name = uri.parts._replace(query="…" if uri.parts.query else "", fragment="").geturl()
+        return cls(uri.text, options, name)
 
     def _deliver(self, item: Item) -> None:
         try:

@@ -1,4 +1,4 @@
-"""The interface every source implements."""
+"""The interface every source implements, and how a read ends: a frame, a timeout, or the end."""
 
 from __future__ import annotations
 
@@ -24,19 +24,27 @@ class Sample:
     error: str | None = None
 
 
-class Source(ABC):
-    """A stream of frames named by a URI.
+class EndOfStream(Exception):
+    """Raised by a read when the source has no more frames: a file, folder or image after its last
+    pass. Capture.get raises it too, once the frames captured before the end are handed out."""
 
-    read() -> image or None. For a finite source (file, folder, image) None means the end; for a
-    live source (camera, stream) it means no usable frame this time (the driver timed out or
-    failed): Capture counts it and reopens the source when frames stop for `timeout` seconds.
+
+class Source(ABC):
+    """A stream of frames named by a URI (after jetson-utils' videoSource: OK, TIMEOUT, EOS).
+
+    read() -> the image, or None when no usable frame came this time (a live camera's driver
+    timed out or failed: Capture counts it and reopens the source when frames stop for `timeout`
+    seconds); raises EndOfStream when a finite source (file, folder, image) is over.
     read_sample() -> Sample or None is what Capture calls: the image with its ground truth, its
-    name inside the source, or the reason it could not be read (see Sample); None as for read().
+    name inside the source, or the reason it could not be read (see Sample); None and
+    EndOfStream as for read().
     reopen() closes and opens the source again: a live source reconnects, a finite one restarts.
     """
 
-    uri: str
     is_live: bool
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
 
     @abstractmethod
     def read(self) -> np.ndarray | None: ...

@@ -1,16 +1,21 @@
-"""Live sources through OpenCV VideoCapture: USB/V4L2 cameras, Jetson CSI cameras, RTSP streams."""
+"""Live sources through OpenCV VideoCapture: USB/V4L2 cameras, Jetson CSI cameras, RTSP streams.
+
+    0, 1, ... or camera://0       camera by index (V4L2 on Linux)
+    v4l2:///dev/video0            a V4L2 device node
+    csi://0                       Jetson CSI camera (GStreamer nvarguscamerasrc)
+    rtsp[s]://[user:pw@]host[:port]/path[?query]   network stream (FFMPEG), passed on whole
+"""
 
 from __future__ import annotations
 
 import sys
 from fractions import Fraction
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import cv2
 import numpy as np
 
-from edgefreq.errors import UserError
+from edgefreq.runtime.uri import Uri, redact, uri_error
 
 from .base import Source
 from .options import SourceOptions
@@ -32,7 +37,7 @@ class CameraSource(Source):
         params: tuple[int, ...] = (),
         settings: tuple[tuple[int, float], ...] = (),
     ) -> None:
-        self.uri = uri
+        super().__init__(uri)
         self._target = target
         self._api = api
         self._failure = failure
@@ -45,7 +50,7 @@ class CameraSource(Source):
         cap = cv2.VideoCapture(self._target, self._api, self._params)
         if not cap.isOpened():
             cap.release()
-            raise UserError(f"{self.uri}: {self._failure}")
+            raise uri_error("source", self.uri, self._failure)
         for prop, value in self._settings:
             cap.set(prop, value)
         self._cap = cap
@@ -75,21 +80,31 @@ def _settings(options: SourceOptions) -> tuple[tuple[int, float], ...]:
     return tuple(out)
 
 
-def open_camera(uri: str, index: int, options: SourceOptions) -> CameraSource:
-    """Camera `index` (V4L2 on Linux, the platform default elsewhere)."""
+def _index(uri: Uri, what: str) -> int:
+    uri.options(())
+    if not uri.location.isdigit():
+        raise uri.error(f"expected a {what} (0, 1, ...) after '://', got {uri.location!r}")
+    return int(uri.location)
+
+
+def open_camera(uri: Uri, options: SourceOptions) -> CameraSource:
+    """Camera N (V4L2 on Linux, the platform default elsewhere)."""
+    index = _index(uri, "camera index")
     api = cv2.CAP_V4L2 if sys.platform.startswith("linux") else cv2.CAP_ANY
     failure = f"cannot open camera {index} (not connected, in use by another program, or no permission; list cameras with `ls /dev/video*`)"
-    return CameraSource(uri, index, api, failure, settings=_settings(options))
+    return CameraSource(uri.text, index, api, failure, settings=_settings(options))
 
 
-def open_v4l2(uri: str, device: str, options: SourceOptions) -> CameraSource:
+def open_v4l2(uri: Uri, options: SourceOptions) -> CameraSource:
     """A V4L2 device node such as /dev/video0."""
+    uri.options(())
+    device = uri.location
     if not device:
-        raise UserError(f"{uri}: no device path; write it as v4l2:///dev/video0")
+        raise uri.error("no device path; write it as v4l2:///dev/video0")
     if not Path(device).exists():
-        raise UserError(f"{uri}: no such device {device} (is the camera plugged in? list cameras with `ls /dev/video*`)")
+        raise uri.error(f"no such device {device} (is the camera plugged in? list cameras with `ls /dev/video*`)")
     failure = f"cannot open {device} as a V4L2 camera (in use by another program, no permission, or not a capture device)"
-    return CameraSource(uri, device, cv2.CAP_V4L2, failure, settings=_settings(options))
+    return CameraSource(uri.text, device, cv2.CAP_V4L2, failure, settings=_settings(options))
 
 
 def csi_pipeline(sensor_id: int, width: int, height: int, fps: float) -> str:
@@ -103,11 +118,12 @@ def csi_pipeline(sensor_id: int, width: int, height: int, fps: float) -> str:
     )
 
 
-def open_csi(uri: str, sensor_id: int, options: SourceOptions) -> CameraSource:
+def open_csi(uri: Uri, options: SourceOptions) -> CameraSource:
     """A Jetson CSI camera through GStreamer; needs an OpenCV built with GStreamer (JetPack's)."""
+    sensor_id = _index(uri, "sensor id")
     if not cv2.videoio_registry.hasBackend(cv2.CAP_GSTREAMER):
-        raise UserError(
-            f"{uri}: GStreamer/Jetson camera not available: this OpenCV ({cv2.__version__}) is built without "
+        raise uri.error(
+            f"GStreamer/Jetson camera not available: this OpenCV ({cv2.__version__}) is built without "
             "GStreamer; CSI cameras need a Jetson with JetPack's OpenCV (or an OpenCV built with GStreamer)"
         )
     width, height = (options.width, options.height) if options.width else CSI_DEFAULT[:2]
@@ -116,23 +132,12 @@ def open_csi(uri: str, sensor_id: int, options: SourceOptions) -> CameraSource:
         f"cannot open the Jetson CSI camera sensor-id={sensor_id} through GStreamer nvarguscamerasrc "
         "(is the sensor connected, does it support the requested mode, is nvargus-daemon running?)"
     )
-    return CameraSource(uri, csi_pipeline(sensor_id, width, height, fps), cv2.CAP_GSTREAMER, failure)
+    return CameraSource(uri.text, csi_pipeline(sensor_id, width, height, fps), cv2.CAP_GSTREAMER, failure)
 
 
-def redact(uri: str) -> str:
-    """The URI with any password replaced by ***, safe for logs and decision records."""
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    host = parts.hostname or ""
-    host = f"[{host}]" if ":" in host else host
-    port = f":{parts.port}" if parts.port else ""
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}{port}"))
-
-
-def open_stream(uri: str, options: SourceOptions) -> CameraSource:
+def open_stream(uri: Uri, options: SourceOptions) -> CameraSource:
     """A network stream (rtsp://, rtsps://) through FFMPEG, with open and read timeouts of `timeout` s."""
     ms = int(options.timeout * 1000)
     params = (cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms)
     failure = f"cannot open the stream within {options.timeout:g} s (server down, wrong address or path, or wrong credentials?)"
-    return CameraSource(redact(uri), uri, cv2.CAP_FFMPEG, failure, params=params)
+    return CameraSource(redact(uri.text), uri.text, cv2.CAP_FFMPEG, failure, params=params)

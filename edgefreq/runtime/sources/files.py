@@ -1,4 +1,8 @@
-"""Finite sources: a video file, a single image, a folder of images; each played `loop` times."""
+"""Finite sources: a video file, a single image, a folder of images; each played `loop` times,
+then a read raises EndOfStream.
+
+    file:///path/to/video.mp4, file://relative/folder, or just the path
+"""
 
 from __future__ import annotations
 
@@ -12,8 +16,10 @@ import numpy as np
 
 from edgefreq.data.images import IMAGE_EXTENSIONS, load_image
 from edgefreq.errors import UserError
+from edgefreq.runtime.uri import Uri, uri_error
 
-from .base import Sample, Source
+from .base import EndOfStream, Sample, Source
+from .options import SourceOptions
 
 log = logging.getLogger("edgefreq")
 
@@ -24,7 +30,7 @@ class _Finite(Source):
     is_live = False
 
     def __init__(self, uri: str, loop: int) -> None:
-        self.uri = uri
+        super().__init__(uri)
         self._loop = loop
         self._passes = 0
 
@@ -59,21 +65,21 @@ class VideoFileSource(_Finite):
         ok, first = cap.read() if cap.isOpened() else (False, None)
         if not ok:
             cap.release()
-            raise UserError(f"{self.uri}: cannot decode {self._path} as a video (unsupported format or corrupt file)")
+            raise uri_error("source", self.uri, f"cannot decode {self._path} as a video (unsupported format or corrupt file)")
         self._cap, self._pending = cap, first
 
-    def read(self) -> np.ndarray | None:
+    def read(self) -> np.ndarray:
         if self._pending is not None:
             image, self._pending = self._pending, None
             return image
         if self._cap is None:
-            return None
+            raise EndOfStream(self.uri)
         ok, image = self._cap.read()
         if ok:
             return image
         self.close()
         if not self._more_passes():
-            return None
+            raise EndOfStream(self.uri)
         self._open()
         return self.read()
 
@@ -97,11 +103,11 @@ class ImageFileSource(_Finite):
         try:
             self._image = load_image(self._path)  # the one image reader: training's, eval's, the line's
         except UserError as exc:
-            raise UserError(f"{self.uri}: cannot read {self._path.name}: {str(exc).removeprefix(f'{self._path}: ')}") from None
+            raise uri_error("source", self.uri, f"cannot read {self._path.name}: {str(exc).removeprefix(f'{self._path}: ')}") from None
 
-    def read(self) -> np.ndarray | None:
+    def read(self) -> np.ndarray:
         if self._image is None:
-            return None
+            raise EndOfStream(self.uri)
         image = self._image.copy()
         if not self._more_passes():
             self._image = None
@@ -139,29 +145,29 @@ class ImageFolderSource(_Finite):
         try:
             files = [p for p in self._folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()]
         except OSError as exc:
-            raise UserError(f"{self.uri}: cannot list {self._folder} ({exc.strerror})") from None
+            raise uri_error("source", self.uri, f"cannot list {self._folder} ({exc.strerror})") from None
         return sorted(files, key=_natural_key)
 
     def _open(self) -> None:
         files = self._list()
         if not files:
-            raise UserError(f"{self.uri}: no images ({' '.join(IMAGE_EXTENSIONS)}) in folder {self._folder}")
+            raise uri_error("source", self.uri, f"no images ({' '.join(IMAGE_EXTENSIONS)}) in folder {self._folder}")
         self._start_pass(files)
 
     def _start_pass(self, files: list[Path]) -> None:
         self._files, self._seen = files, {p.name for p in files}
         self._next = self._read_this_pass = 0
 
-    def read_sample(self) -> Sample | None:
+    def read_sample(self) -> Sample:
         if not self._files:
-            return None
+            raise EndOfStream(self.uri)
         if self._next == len(self._files):
             new = [p for p in self._list() if p.name not in self._seen]  # arrived during this pass
             if new:
                 self._files.extend(new)
                 self._seen.update(p.name for p in new)
             elif not self._end_pass():
-                return None
+                raise EndOfStream(self.uri)
         path = self._files[self._next]
         self._next += 1
         try:
@@ -179,16 +185,28 @@ class ImageFolderSource(_Finite):
             self._files = []
             return False
         if self._read_this_pass == 0:
-            raise UserError(f"{self.uri}: none of the {len(self._files)} images in {self._folder} could be read")
+            raise uri_error("source", self.uri, f"none of the {len(self._files)} images in {self._folder} could be read")
         self._start_pass(self._list() or self._files)
         return True
 
-    def read(self) -> np.ndarray | None:
+    def read(self) -> np.ndarray:
         """The next readable image (unreadable files are skipped here; read_sample reports them)."""
-        while (sample := self.read_sample()) is not None:
-            if sample.image is not None:
-                return sample.image
-        return None
+        while (image := self.read_sample().image) is None:
+            pass
+        return image
 
     def close(self) -> None:
         self._files = []
+
+
+def open_path(uri: Uri, options: SourceOptions) -> Source:
+    """file://PATH or a plain path: a folder of images, an image file, or a video file."""
+    uri.options(())
+    path = uri.path("file:///path/to/video.mp4, an image or a folder")
+    if path.is_dir():
+        return ImageFolderSource(uri.text, path, options.loop)
+    if not path.exists():
+        raise uri.error(f"no such file or folder {path}")
+    if path.suffix.lower() in IMAGE_EXTENSIONS:
+        return ImageFileSource(uri.text, path, options.loop)
+    return VideoFileSource(uri.text, path, options.loop)

@@ -33,12 +33,12 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qsl, unquote
 
 import cv2
 import numpy as np
 
 from edgefreq.errors import UserError
+from edgefreq.runtime.uri import Uri, uri_error
 
 from .base import Source
 from .options import SourceOptions
@@ -100,32 +100,28 @@ class GenICamSettings:
     buffers: int = 8
 
 
-def parse_genicam(uri: str, rest: str) -> tuple[str | None, GenICamSettings]:
-    """(device id or None for the first camera, settings) from the part of the URI after '://'."""
-    where, _, query = rest.partition("?")
-    device = unquote(where.strip("/")) or None
-    values = dict(parse_qsl(query, keep_blank_values=True))
-    unknown = sorted(set(values) - set(KEYS))
-    if unknown:
-        raise UserError(f"{uri}: unknown option {unknown[0]!r} (known: {', '.join(KEYS)})")
+def parse_genicam(uri: Uri) -> tuple[str | None, GenICamSettings]:
+    """(device id or None for the first camera, settings) from a genicam:// URI."""
+    device = uri.location.strip("/") or None
+    values = uri.options(KEYS)
     fmt = values.get("pixel_format")
     if fmt is not None and fmt not in PIXEL_FORMATS:
-        raise UserError(f"{uri}: pixel_format {fmt!r} is not supported (choose from {', '.join(PIXEL_FORMATS)})")
+        raise uri.error(f"pixel_format {fmt!r} is not supported (choose from {', '.join(PIXEL_FORMATS)})")
     trigger = values.get("trigger", "free")
     if trigger not in TRIGGERS:
-        raise UserError(f"{uri}: trigger must be one of {', '.join(TRIGGERS)}, got {trigger!r}")
+        raise uri.error(f"trigger must be one of {', '.join(TRIGGERS)}, got {trigger!r}")
     for key in ("trigger_source", "trigger_activation"):
         if key in values and trigger != "hardware":
-            raise UserError(f"{uri}: {key} is for trigger=hardware (this URI asks for trigger={trigger})")
+            raise uri.error(f"{key} is for trigger=hardware (this URI asks for trigger={trigger})")
     try:
         roi = tuple(int(v) for v in values["roi"].split(",")) if "roi" in values else None
         buffers = int(values.get("buffers", 8))
     except ValueError:
-        raise UserError(f"{uri}: roi must be X,Y,WIDTH,HEIGHT in pixels and buffers an integer") from None
+        raise uri.error("roi must be X,Y,WIDTH,HEIGHT in pixels and buffers an integer") from None
     if roi is not None and (len(roi) != 4 or min(roi) < 0 or min(roi[2:]) == 0):
-        raise UserError(f"{uri}: roi must be X,Y,WIDTH,HEIGHT with X, Y >= 0 and WIDTH, HEIGHT > 0, got {values['roi']!r}")
+        raise uri.error(f"roi must be X,Y,WIDTH,HEIGHT with X, Y >= 0 and WIDTH, HEIGHT > 0, got {values['roi']!r}")
     if buffers < 2:
-        raise UserError(f"{uri}: buffers must be at least 2, got {buffers}")
+        raise uri.error(f"buffers must be at least 2, got {buffers}")
     return device, GenICamSettings(
         pixel_format=fmt,
         exposure=_level(uri, "exposure", values.get("exposure")),
@@ -138,15 +134,15 @@ def parse_genicam(uri: str, rest: str) -> tuple[str | None, GenICamSettings]:
     )
 
 
-def _level(uri: str, key: str, text: str | None) -> float | str | None:
+def _level(uri: Uri, key: str, text: str | None) -> float | str | None:
     if text is None or text == "auto":
         return text
     try:
         value = float(text)
     except ValueError:
-        raise UserError(f"{uri}: {key} must be a number or auto, got {text!r}") from None
+        raise uri.error(f"{key} must be a number or auto, got {text!r}") from None
     if value < 0:
-        raise UserError(f"{uri}: {key} must be >= 0, got {text!r}")
+        raise uri.error(f"{key} must be >= 0, got {text!r}")
     return value
 
 
@@ -207,10 +203,10 @@ class GenICamSource(Source):
 
     def __init__(self, uri: str, device: str | None, settings: GenICamSettings, options: SourceOptions) -> None:
         if settings.trigger != "free" and options.fps:
-            raise UserError(f"{uri}: --fps is for a free-running camera; with trigger={settings.trigger} the trigger sets the rate")
+            raise uri_error("source", uri, f"--fps is for a free-running camera; with trigger={settings.trigger} the trigger sets the rate")
         if settings.roi and options.width:
-            raise UserError(f"{uri}: give the sensor region either as roi= or as --width/--height, not both")
-        self.uri = uri
+            raise uri_error("source", uri, "give the sensor region either as roi= or as --width/--height, not both")
+        super().__init__(uri)
         self.settings = settings
         self._device = device
         self._options = options
@@ -285,15 +281,15 @@ class GenICamSource(Source):
         camera that vanished holds this call for Aravis's command timeout (~2.5 s) the first time.
         """
         if self.settings.trigger != "software":
-            raise UserError(f"{self.uri}: software_trigger() needs trigger=software (this camera runs trigger={self.settings.trigger})")
+            raise uri_error("source", self.uri, f"software_trigger() needs trigger=software (this camera runs trigger={self.settings.trigger})")
         with self._lock:
             if self._camera is None or self._gone:
-                raise UserError(f"{self.uri}: the camera is being reopened; the software trigger was not sent")
+                raise uri_error("source", self.uri, "the camera is being reopened; the software trigger was not sent")
             try:
                 self._camera.software_trigger()
             except self._error as exc:
                 self._gone = True  # the capture thread's next read() reopens the camera
-                raise UserError(f"{self.uri}: the software trigger failed: {exc.message}") from None
+                raise uri_error("source", self.uri, f"the software trigger failed: {exc.message}") from None
 
     # ------------------------------------------------------------------ internals
     def _take(self, buffer) -> np.ndarray | None:
@@ -333,13 +329,13 @@ class GenICamSource(Source):
                 camera = self._aravis.Camera.new(self._device)
             except self._error as exc:
                 which = f"camera {self._device!r}" if self._device else "camera"
-                raise UserError(f"{self.uri}: no GenICam {which} found ({exc.message}); list them with `edgefreq cameras`") from None
+                raise uri_error("source", self.uri, f"no GenICam {which} found ({exc.message}); list them with `edgefreq cameras`") from None
             try:
                 self._configure(camera)
                 self.description = self._describe(camera)
                 stream = self._start(camera)
             except self._error as exc:
-                raise UserError(f"{self.uri}: the camera refused a setting: {exc.message}") from None
+                raise uri_error("source", self.uri, f"the camera refused a setting: {exc.message}") from None
             self._gone = False
             self._lost_handler = camera.get_device().connect("control-lost", self._on_control_lost)
             self._camera, self._stream = camera, stream
@@ -371,16 +367,16 @@ class GenICamSource(Source):
                 camera.set_frame_rate(o.fps)
             return
         if not camera.is_software_trigger_supported() and s.trigger == "software":
-            raise UserError(f"{self.uri}: this camera has no software trigger (TriggerSoftware)")
+            raise uri_error("source", self.uri, "this camera has no software trigger (TriggerSoftware)")
         source = "Software" if s.trigger == "software" else s.trigger_source
         sources = camera.dup_available_trigger_sources()
         if source not in sources:
-            raise UserError(f"{self.uri}: trigger source {source!r} not offered by this camera (it has {', '.join(sources)})")
+            raise uri_error("source", self.uri, f"trigger source {source!r} not offered by this camera (it has {', '.join(sources)})")
         camera.set_trigger(source)
         if s.trigger_activation:
             offered = camera.dup_available_enumerations_as_strings("TriggerActivation")
             if s.trigger_activation not in offered:
-                raise UserError(f"{self.uri}: trigger_activation {s.trigger_activation!r} not offered (choose from {', '.join(offered)})")
+                raise uri_error("source", self.uri, f"trigger_activation {s.trigger_activation!r} not offered (choose from {', '.join(offered)})")
             camera.set_string("TriggerActivation", s.trigger_activation)
 
     def _describe(self, camera) -> str:
@@ -408,13 +404,13 @@ class GenICamSource(Source):
         wanted = self.settings.pixel_format
         if wanted is not None:
             if wanted not in offered:
-                raise UserError(f"{self.uri}: the camera does not offer pixel_format {wanted} (it has {', '.join(offered)})")
+                raise uri_error("source", self.uri, f"the camera does not offer pixel_format {wanted} (it has {', '.join(offered)})")
             return wanted
         current = camera.get_pixel_format_as_string()
         if current in PIXEL_FORMATS:
             return current
         if not usable:
-            raise UserError(f"{self.uri}: the camera offers no 8-bit format edgefreq reads ({', '.join(offered)}; "
+            raise uri_error("source", self.uri, f"the camera offers no 8-bit format edgefreq reads ({', '.join(offered)}; "
                             f"supported: {', '.join(PIXEL_FORMATS)})")
         log.info("%s: camera format %s is not 8-bit gray/BGR; using %s", self.uri, current, usable[0])
         return usable[0]
@@ -423,11 +419,11 @@ class GenICamSource(Source):
         x, y, w, h = region
         sensor = camera.get_sensor_size()
         if x + w > sensor.width or y + h > sensor.height:
-            raise UserError(f"{self.uri}: sensor region {w}x{h} at ({x}, {y}) does not fit the {sensor.width}x{sensor.height} sensor")
+            raise uri_error("source", self.uri, f"sensor region {w}x{h} at ({x}, {y}) does not fit the {sensor.width}x{sensor.height} sensor")
         camera.set_region(x, y, w, h)
         got = tuple(camera.get_region())
         if got != region:
-            raise UserError(f"{self.uri}: the camera set the sensor region to {got} instead of {region} "
+            raise uri_error("source", self.uri, f"the camera set the sensor region to {got} instead of {region} "
                             f"(width steps of {camera.get_width_increment()}, height steps of {camera.get_height_increment()})")
 
     def _set_level(self, camera, name: str, value: float | str) -> None:
@@ -439,11 +435,11 @@ class GenICamSource(Source):
         set_auto = camera.set_exposure_time_auto if name == "exposure" else camera.set_gain_auto
         if value == "auto":
             if not auto_ok():
-                raise UserError(f"{self.uri}: this camera has no automatic {name}")
+                raise uri_error("source", self.uri, f"this camera has no automatic {name}")
             set_auto(self._aravis.Auto.CONTINUOUS)
             return
         if not available():
-            raise UserError(f"{self.uri}: this camera has no {name} control")
+            raise uri_error("source", self.uri, f"this camera has no {name} control")
         if auto_ok():
             set_auto(self._aravis.Auto.OFF)
         if name == "exposure":
@@ -455,7 +451,7 @@ class GenICamSource(Source):
 
     def _check_bounds(self, camera, name: str, value: float, bounds, unit: str) -> None:
         if not bounds.min <= value <= bounds.max:
-            raise UserError(f"{self.uri}: {name} {value:g} {unit} is outside this camera's range {bounds.min:g} to {bounds.max:g} {unit}")
+            raise uri_error("source", self.uri, f"{name} {value:g} {unit} is outside this camera's range {bounds.min:g} to {bounds.max:g} {unit}")
 
     def _start(self, camera):
         """The stream with its buffers, acquisition started."""
@@ -487,7 +483,7 @@ def _rmem_hint(payload: int) -> str:
     return f"; net.core.rmem_max is {limit} bytes, under two frames ({2 * payload}): sysctl -w net.core.rmem_max={8 * payload}"
 
 
-def open_genicam(uri: str, rest: str, options: SourceOptions) -> GenICamSource:
+def open_genicam(uri: Uri, options: SourceOptions) -> GenICamSource:
     """genicam://[DEVICE-ID][?options] (see the module docstring)."""
-    device, settings = parse_genicam(uri, rest)
-    return GenICamSource(uri, device, settings, options)
+    device, settings = parse_genicam(uri)
+    return GenICamSource(uri.text, device, settings, options)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edgefreq.errors import UserError
+from edgefreq.runtime.uri import bounded, check_options, check_order
 
 
 @dataclass(frozen=True)
@@ -22,26 +23,18 @@ class SourceOptions:
     max_frames: stop after this many captured frames (0 = no limit); applied by Capture.
     """
 
-    width: int = 0
-    height: int = 0
-    fps: float = 0.0
-    loop: int = 1
-    timeout: float = 5.0
-    reconnect_initial: float = 0.5
+    width: int = bounded(0, low=0)
+    height: int = bounded(0, low=0)
+    fps: float = bounded(0.0, low=0)
+    loop: int = bounded(1, low=0)
+    timeout: float = bounded(5.0, low=0, above=True)
+    reconnect_initial: float = bounded(0.5, low=0, above=True)
     reconnect_max: float = 10.0
-    rate: float = 0.0
-    max_frames: int = 0
+    rate: float = bounded(0.0, low=0)
+    max_frames: int = bounded(0, low=0)
 
     def __post_init__(self) -> None:
-        for name in ("width", "height", "fps", "loop", "rate", "max_frames"):
-            if getattr(self, name) < 0:
-                raise UserError(f"source option {name} must be >= 0, got {getattr(self, name)}")
+        check_options("source", self)
         if (self.width == 0) != (self.height == 0):
             raise UserError(f"source options width and height go together, got {self.width}x{self.height}")
-        if self.timeout <= 0:
-            raise UserError(f"source option timeout must be > 0 seconds, got {self.timeout}")
-        if not 0 < self.reconnect_initial <= self.reconnect_max:
-            raise UserError(
-                "source options need 0 < reconnect_initial <= reconnect_max, "
-                f"got {self.reconnect_initial} and {self.reconnect_max}"
-            )
+        check_order("source", self, "reconnect_initial", "reconnect_max")

@@ -24,8 +24,10 @@ import cv2
 import numpy as np
 
 from edgefreq.errors import UserError
+from edgefreq.runtime.uri import Uri
 
 from .base import Sample, Source
+from .options import SourceOptions
 
 DEFECT_KINDS = ("scratch", "dent", "missing_notch", "contamination")
 
@@ -241,9 +243,8 @@ class SyntheticSource(Source):
     is_live = False
 
     def __init__(self, uri: str, line: SyntheticLine) -> None:
-        self.uri = uri
-        self.line = line
-        self._index = 0
+        super().__init__(uri)
+        self.line, self._index = line, 0
 
     def read_sample(self) -> Sample:
         image, truth = self.line.frame(self._index)
@@ -258,3 +259,23 @@ class SyntheticSource(Source):
 
     def reopen(self) -> None:
         self._index = 0
+
+
+SYNTHETIC_KEYS = ("seed", "defect_rate", "size")
+SYNTHETIC_DEFAULT_SIZE = (128, 128)  # height, width
+
+
+def open_synthetic(uri: Uri, options: SourceOptions) -> SyntheticSource:
+    """synthetic://?seed=0&defect_rate=0.1&size=WIDTHxHEIGHT (default size: --width/--height, else 128x128)."""
+    if uri.location.strip("/"):
+        raise uri.error("write options as a query, e.g. synthetic://?seed=0&defect_rate=0.1&size=128x128")
+    values = uri.options(SYNTHETIC_KEYS)
+    size = (options.height, options.width) if options.width else SYNTHETIC_DEFAULT_SIZE
+    if "size" in values:
+        width, _, height = values["size"].lower().partition("x")
+        if not (width.isdigit() and height.isdigit()):
+            raise uri.error(f"option size={values['size']!r} must be WIDTHxHEIGHT, e.g. 128x128")
+        size = (int(height), int(width))
+    seed = uri.number("seed", values.get("seed", "0"), int, 0, 2**63 - 1)
+    defect_rate = uri.number("defect_rate", values.get("defect_rate", "0.1"), float, 0.0, 1.0)
+    return SyntheticSource(uri.text, SyntheticLine(size, seed, defect_rate))
