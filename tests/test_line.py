@@ -292,8 +292,8 @@ def test_cli_errors(engine: Path, tmp_path: Path) -> None:
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     proc = run_cli("--engine", str(engine), "--camera", "7", "--timeout", "0.5")
     assert proc.returncode == 2 and "camera" in proc.stderr.lower() and len(proc.stderr.strip().splitlines()) <= 2
-    proc = run_cli("--engine", str(engine), "--show")
-    assert proc.returncode == 2 and "--show" in proc.stderr
+    proc = run_cli("--engine", str(engine), "--sink", "display://")  # no display here (or a headless OpenCV)
+    assert proc.returncode == 2 and "sink 'display://': needs " in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
 def test_latency_percentiles_use_fixed_memory_and_stay_within_half_a_percent() -> None:

@@ -73,7 +73,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trigger-queue", type=positive_int("--trigger-queue"), default=16, metavar="N",
                    help="parts that may wait for a frame; a trigger beyond them is a counted fail-safe NOK (default 16)")
     p.add_argument("--summary", type=Path, help="also write the summary as JSON to this file")
-    p.add_argument("--show", action="store_true", help="show frames, heatmaps and verdicts in a window")
     p.add_argument("--quiet", action="store_true", help="only warnings and the summary on stderr")
     line_service.add_arguments(p)
 
@@ -106,11 +105,6 @@ def run_line_of(args: argparse.Namespace, service: line_service.LineService) -> 
         check_writable(args.summary)
     backend = open_backend(engine, args.device, threads=args.threads)
     inspector = Inspector(backend, args.fd, args.roi, args.threshold)
-    display = None
-    if args.show:
-        from edgefreq.runtime.display import Display
-
-        display = Display(inspector.threshold)
     sinks = []
     try:
         for sink_uri in args.sink or ["-"]:
@@ -129,18 +123,11 @@ def run_line_of(args: argparse.Namespace, service: line_service.LineService) -> 
     with StopSignals() as stop:
         capture = Capture(source, options, capacity=args.capacity)
         service.ready(inspector, capture, sinks, source.uri)
-        def show(inspection) -> None:
-            display.show(inspection)
-            if display.closed:
-                stop.set()
-
         summary = run_line(
             capture, inspector, sinks, stop, max_batch=min(args.batch, backend.max_batch or args.batch),
-            on_inspection=service.observer(show if display is not None else None), triggers=triggers,
+            on_inspection=service.observer(None), triggers=triggers,
         )
     backend.close()
-    if display is not None:
-        display.close()
     print(summary.text(), file=sys.stderr)
     if args.summary:
         write_summary(args.summary, summary.to_dict())

@@ -1,27 +1,13 @@
-"""`--show`: a window with the live frame, the heatmap overlay and the verdict."""
+"""The operator's picture of one inspection: the frame, the heatmap over it, the verdict on it
+(the display:// sink's window, the web page's latest frame)."""
 
 from __future__ import annotations
-
-import os
-import sys
 
 import cv2
 import numpy as np
 
-from edgefreq.errors import UserError
 from edgefreq.heatmap import overlay, to_bgr
 from edgefreq.runtime.inspector import Inspection
-
-WINDOW = "edgefreq"
-
-
-def check_display() -> None:
-    """A UserError unless OpenCV has a GUI backend and a display is there to show it on."""
-    gui = [line for line in cv2.getBuildInformation().splitlines() if line.strip().startswith("GUI:")]
-    if gui and "NONE" in gui[0].upper():
-        raise UserError("--show needs OpenCV with a GUI: pip install opencv-python (this one is headless)")
-    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        raise UserError("--show needs a display (no DISPLAY or WAYLAND_DISPLAY set)")
 
 
 def compose(inspection: Inspection, vmax: float) -> np.ndarray:
@@ -35,23 +21,3 @@ def compose(inspection: Inspection, vmax: float) -> np.ndarray:
     score = "n/a" if inspection.error else f"{d.score_norm:.2f}"
     cv2.putText(image, f"{d.verdict} {score}", (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, colour, 2)
     return image
-
-
-class Display:
-    """Shows each inspection; `closed` turns true when the user presses q or Esc."""
-
-    def __init__(self, threshold: float) -> None:
-        check_display()
-        # The map is per-pixel squared error and the score is about its mean, so a pixel 5x the
-        # threshold's average error shows red.
-        self.vmax = 5 * threshold
-        self.closed = False
-        cv2.namedWindow(WINDOW, cv2.WINDOW_NORMAL)
-
-    def show(self, inspection: Inspection) -> None:
-        cv2.imshow(WINDOW, compose(inspection, self.vmax))
-        if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
-            self.closed = True
-
-    def close(self) -> None:
-        cv2.destroyWindow(WINDOW)
