@@ -158,7 +158,7 @@ def color_to_gray(work: Path) -> str:
 
 @probe("1", "`edgefreq bench` on the gray folder, gray model", "rc 0, a table")
 def bench_gray(work: Path) -> str:
-    proc = edgefreq("bench", "--engine", str(work / "gray.onnx"), "--source", str(work / "gray_frames"), "--batch", "1,4",
+    proc = edgefreq("bench", "--engine", str(work / "gray.onnx"), "--source", str(work / "gray_frames"), "--batches", "1,4",
                     "--frames", "8", "--warmup", "1", "--quiet")
     return f"rc {proc.returncode}" + (", a table" if "frame -> decision" in proc.stdout else f": {last_line(proc.stderr)}")
 
@@ -474,7 +474,7 @@ def summary_missing(work: Path) -> str:
 
 @probe("12", "no frame could be inspected (every frame smaller than --roi)", "non-zero exit")
 def none_inspected(work: Path) -> str:
-    proc = edgefreq("run", "--source", str(work / "bgr_frames"), "--roi", "0", "0", "500", "500", "--quiet", stdout=subprocess.DEVNULL)
+    proc = edgefreq("run", "--source", str(work / "bgr_frames"), "--roi", "0,0,500,500", "--quiet", stdout=subprocess.DEVNULL)
     return f"rc {proc.returncode}"
 
 
@@ -496,7 +496,7 @@ def pt2_threads(work: Path) -> str:
     if not pt2.exists():
         edgefreq("build", str(work / "run"), "--format", "pt2", "--out", str(pt2), "--device", "cpu", timeout=900)
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY")}
-    args = ["bench", "--engine", str(pt2), "--batch", "1", "--frames", "60", "--warmup", "3", "--quiet", "--size", "640x480"]
+    args = ["bench", "--engine", str(pt2), "--batches", "1", "--frames", "60", "--warmup", "3", "--quiet", "--size", "640x480"]
     default = subprocess.run([sys.executable, "-m", "edgefreq", *args], capture_output=True, text=True, timeout=600, env=env)
     one = subprocess.run([sys.executable, "-m", "edgefreq", *args, "--threads", "1"], capture_output=True, text=True, timeout=600, env=env)
     return f"default {infer_ms(default)}; --threads 1 {infer_ms(one)}; load {os.getloadavg()[0]:.1f}"

@@ -55,8 +55,8 @@ def check_run(run: dict, batch: int, frames: int) -> None:
 
 def test_bench_verb_on_synthetic_frames(engine: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "bench.json"
-    code = main(["bench", "--engine", str(engine), "--batch", "1,3", "--frames", "7", "--warmup", "1",
-                 "--size", "96x64", "--json", str(out), "--quiet"])
+    code = main(["bench", "--engine", str(engine), "--batches", "1,3", "--frames", "7", "--warmup", "1",
+                 "--size", "96x64", "--device", "cpu", "--json", str(out), "--quiet"])
     assert code == 0
     data = json.loads(out.read_text())
     assert (data["backend"], data["device"], data["timer"]) == ("onnxruntime", "cpu", "perf_counter")
@@ -86,10 +86,13 @@ def test_bench_on_a_folder_of_real_images_loops_it(engine: Path, tmp_path: Path)
 def test_bench_refuses_bad_input(engine: Path, tmp_path: Path, capsys) -> None:
     cases = [
         (["--engine", str(tmp_path / "missing.onnx")], "not found"),
-        (["--engine", str(engine), "--batch", "1,x"], "comma-separated list of positive integers"),
-        (["--engine", str(engine), "--batch", "0,8"], "at least 1"),
-        (["--engine", str(engine), "--batch", "8,8"], "twice"),
+        (["--engine", str(engine), "--batches", "1,x"], "comma-separated list of positive integers"),
+        (["--engine", str(engine), "--batches", "0,8"], "at least 1"),
+        (["--engine", str(engine), "--batches", "8,8"], "twice"),
+        (["--engine", str(engine), "--batch", "8"], "unrecognized arguments: --batch"),  # bench's list is --batches
         (["--engine", str(engine), "--size", "big"], "WIDTHxHEIGHT"),
+        (["--engine", str(engine), "--size", "0x64"], "WIDTHxHEIGHT"),
+        (["--engine", str(engine), "--device", "gpu"], "--device must be auto, cpu or cuda"),
         (["--engine", str(engine), "--frames", "0"], "--frames must be at least 1"),
         (["--engine", str(engine), "--json", str(tmp_path / "no" / "b.json")], "folder not found"),
         (["--engine", str(engine), "--source", str(tmp_path / "nothing")], "no such file or folder"),
@@ -98,6 +101,19 @@ def test_bench_refuses_bad_input(engine: Path, tmp_path: Path, capsys) -> None:
         assert main(["bench", *args, "--quiet"]) == 2, args
         err = capsys.readouterr().err.strip()
         assert err.startswith("edgefreq bench: error:") and message in err and "\n" not in err, (args, err)
+    assert not (tmp_path / "no").exists()
+
+
+def test_bench_runs_the_engine_on_the_device_asked_for(engine: Path, tmp_path: Path, capsys) -> None:
+    import onnxruntime
+
+    out = tmp_path / "b.json"
+    args = ["bench", "--engine", str(engine), "--batches", "1", "--frames", "2", "--warmup", "0", "--size", "64x48", "--json", str(out), "--quiet"]
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        assert main([*args, "--device", "cuda"]) == 0 and json.loads(out.read_text())["device"].startswith("cuda")
+    else:
+        assert main([*args, "--device", "cuda"]) == 2
+        assert "no CUDA provider" in capsys.readouterr().err and not out.exists()
 
 
 def test_parse_batches() -> None:

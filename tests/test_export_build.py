@@ -52,3 +52,18 @@ def test_pt2_refusals(tmp_path):
         with pytest.raises(UserError, match="this machine has no CUDA GPU"):
             build_pt2(model, SPEC, None, tmp_path / "bottle.sm87.pt2", kind="ocrgan", device="cuda")
     assert not list(tmp_path.iterdir())
+
+
+def test_an_engine_runs_where_it_was_built_for_and_another_device_is_refused(tmp_path):
+    from edgefreq.runtime.backends import open_backend
+
+    plan = tmp_path / "bottle.fp16.sm87.plan"
+    plan.write_bytes(b"plan")
+    with pytest.raises(UserError, match=r"bottle.fp16.sm87.plan runs on cuda only .* not on cpu: on the CPU run its .onnx"):
+        open_backend(plan, device="cpu")
+    pt2 = tmp_path / "bottle.cpu.pt2"
+    pt2.write_bytes(b"pt2")
+    Sidecar(format="pt2", engine=pt2.name, sha256="", model="ocrgan", preprocess=SPEC, device="cpu",
+            torch_version=str(torch.__version__)).with_engine(pt2).write(sidecar_path(pt2))
+    with pytest.raises(UserError, match=r"bottle.cpu.pt2 runs on cpu only .* not on cuda: build it again with --device cuda"):
+        open_backend(pt2, device="cuda")

@@ -104,8 +104,10 @@ def test_build_refusals(exported, tmp_path, capsys):
     _, root = exported
     assert main(["build", str(root / "bottle.onnx"), "--format", "pt2", "--precision", "fp16"]) == 2
     assert "pt2 packages are fp32" in capsys.readouterr().err
-    assert main(["build", str(root / "bottle.onnx"), "--format", "pt2", "--batch", "1,x"]) == 2
-    assert "--batch must be" in capsys.readouterr().err
+    assert main(["build", str(root / "bottle.onnx"), "--format", "pt2", "--batches", "1,x"]) == 2
+    assert "--batches must be" in capsys.readouterr().err
+    assert main(["build", str(root / "bottle.onnx"), "--format", "plan", "--device", "cpu"]) == 2
+    assert "--device is for --format pt2" in capsys.readouterr().err
     moved = tmp_path / "moved.onnx"
     moved.write_bytes((root / "bottle.onnx").read_bytes())
     side = Sidecar.load(root / "bottle.onnx")
@@ -117,7 +119,7 @@ def test_build_refusals(exported, tmp_path, capsys):
 @pytest.mark.slow
 def test_build_pt2_from_the_export_runs_on_cpu(exported, capsys):
     run, root = exported
-    assert main(["build", str(root / "bottle.onnx"), "--format", "pt2", "--batch", "1,4,8"]) == 0
+    assert main(["build", str(root / "bottle.onnx"), "--format", "pt2", "--batches", "1,4,8"]) == 0
     out = capsys.readouterr().out
     pt2 = root / "bottle.cpu.pt2"
     side = Sidecar.load(pt2)

@@ -188,7 +188,7 @@ def test_invalid_values():
         BatchRange(4, 2, 8)
     assert BatchRange.parse("1,8,32") == BatchRange(1, 8, 32)
     assert BatchRange.parse("16") == BatchRange(1, 16, 16)
-    with pytest.raises(UserError, match="--batch must be"):
+    with pytest.raises(UserError, match="--batches must be"):
         BatchRange.parse("1,x")
     with pytest.raises(UserError, match="precision must be one of"):
         Sidecar(format="onnx", engine="a.onnx", sha256="", model="ocrgan", precision="int4")

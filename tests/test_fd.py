@@ -171,6 +171,16 @@ def test_fd_cli_writes_viewable_bands(tmp_path) -> None:
     assert cv2.imread(str(out / "part_2_high.png")).shape == (37, 29, 3)
 
 
+def test_fd_cli_takes_the_size_as_wxh_and_the_roi_as_x_y_w_h(tmp_path) -> None:
+    image = tmp_path / "part.png"
+    cv2.imwrite(str(image), np.random.default_rng(5).integers(0, 256, (37, 29, 3), dtype=np.uint8))
+    for flags, shape in ((["--size", "24x16"], (16, 24, 3)), (["--roi", "3,5,20,12"], (12, 20, 3))):
+        out = tmp_path / flags[0][2:]
+        proc = subprocess.run([sys.executable, "-m", "edgefreq", "fd", str(image), *flags, "--out", str(out)], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        assert cv2.imread(str(out / "part_1_high.png")).shape == shape, flags  # width x height, left, top
+
+
 def test_fd_cli_bad_input_is_one_line(tmp_path) -> None:
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"not a png")
@@ -180,6 +190,11 @@ def test_fd_cli_bad_input_is_one_line(tmp_path) -> None:
     )
     assert proc.returncode != 0
     assert proc.stderr.strip().count("\n") == 0 and "broken.png" in proc.stderr
+    for flags, message in ((["--size", "32", "32"], "--size must be WIDTHxHEIGHT"), (["--roi", "0,0,8"], "--roi must be X,Y,W,H"),
+                           (["--levels", "0"], "--levels must be at least 1")):
+        proc = subprocess.run([sys.executable, "-m", "edgefreq", "fd", str(bad), *flags, "--out", str(tmp_path / "o")], capture_output=True, text=True)
+        assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and message in proc.stderr, proc.stderr
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize(("mode", "flag"), [("area", cv2.INTER_AREA), ("linear", cv2.INTER_LINEAR)])

@@ -147,7 +147,7 @@ def test_run_and_bench_on_a_folder_of_gray_images(gray_model, tmp_path):
     assert proc.returncode == 0, proc.stderr
     decisions = [Decision.from_json(line) for line in out.read_text().splitlines()]
     assert len(decisions) == 8 and all(d.score is not None and np.isfinite(d.score) for d in decisions)
-    proc = cli("bench", "--engine", str(onnx), "--source", str(folder), "--batch", "1,4", "--frames", "8", "--warmup", "1",
+    proc = cli("bench", "--engine", str(onnx), "--source", str(folder), "--batches", "1,4", "--frames", "8", "--warmup", "1",
                "--quiet", "--json", str(tmp_path / "b.json"))
     assert proc.returncode == 0, proc.stderr
     report = json.loads((tmp_path / "b.json").read_text())

@@ -73,7 +73,7 @@ def test_a_frame_it_cannot_inspect_is_a_failsafe_nok(engine: Path, tmp_path: Pat
     cv2.imwrite(str(folder / "1.png"), big[:20, :20])  # smaller than the ROI below
     cv2.imwrite(str(folder / "2.png"), big)
     out, summary = tmp_path / "d.jsonl", tmp_path / "s.json"
-    proc = run_cli("--engine", str(engine), "--source", str(folder), "--roi", "0", "0", "48", "48", "--sink", str(out), "--summary", str(summary))
+    proc = run_cli("--engine", str(engine), "--source", str(folder), "--roi", "0,0,48,48", "--sink", str(out), "--summary", str(summary))
     assert proc.returncode == 0, proc.stderr
     d = records(out)
     assert [x.verdict for x in d][1] == "NOK" and np.isnan(d[1].score)
@@ -271,7 +271,7 @@ def test_exit_status_says_when_a_sink_came_up_short_or_nothing_was_inspected(eng
     folder.mkdir()
     for i in range(3):
         cv2.imwrite(str(folder / f"{i}.png"), SyntheticLine((64, 64)).frame(i)[0])
-    proc = run_cli("--engine", str(engine), "--source", str(folder), "--roi", "0", "0", "200", "200", "--sink", str(tmp_path / "n.jsonl"))
+    proc = run_cli("--engine", str(engine), "--source", str(folder), "--roi", "0,0,200,200", "--sink", str(tmp_path / "n.jsonl"))
     assert proc.returncode == 4 and "no frame could be inspected" in proc.stderr, proc.stderr
     assert len(records(tmp_path / "n.jsonl")) == 3  # each still decided: NOK
     proc = run_cli(*args, "--sink", str(tmp_path / "ok.jsonl"))

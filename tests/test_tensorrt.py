@@ -346,7 +346,7 @@ def test_without_tensorrt_one_line(monkeypatch):
 def test_build_plan_verb_without_tensorrt(monkeypatch, tmp_path, capsys):
     monkeypatch.setitem(sys.modules, "tensorrt", None)
     onnx = onnx_export(tmp_path, "bottle.onnx", "fp32")
-    code = main(["build", str(onnx), "--format", "plan", "--precision", "fp16", "--batch", "1,8,32"])
+    code = main(["build", str(onnx), "--format", "plan", "--precision", "fp16", "--batches", "1,8,32"])
     err = capsys.readouterr().err
     assert code != 0
     assert err == f"edgefreq build: error: {NOT_INSTALLED}\n"
@@ -385,7 +385,7 @@ def test_build_sequence_per_version(tmp_path, version, flags, caplog):
     side = Sidecar.load(report.engine, machine=here)
     assert (side.format, side.precision, side.device, side.source_onnx) == ("plan", "fp16", "cuda", "bottle.fp16.onnx")
     assert (side.tensorrt_version, side.gpu, side.compute_capability, side.batch) == (version, MACHINE.gpu, "9.0", BatchRange(1, 4, 16))
-    assert side.command == f"edgefreq build {onnx} --format plan --batch 1,4,16 --out {report.engine}"
+    assert side.command == f"edgefreq build {onnx} --format plan --batches 1,4,16 --out {report.engine}"
     assert side.source_run == "/runs/bottle"
 
     trt.calls.clear()
@@ -531,7 +531,7 @@ def test_rtx_build_shares_the_network_path_and_needs_no_gpu(tmp_path):
     side = Sidecar.load(report.engine, machine=RTX_MACHINE)
     assert (side.format, side.precision, side.device, side.source_onnx) == ("rtx", "fp16", "cuda", "bottle.fp16.onnx")
     assert (side.tensorrt_version, side.targets, side.gpu, side.compute_capability) == ("1.7.1.116", ("8.6", "8.9"), None, None)
-    assert side.command == f"edgefreq build {onnx} --format rtx --target 8.6,8.9 --batch 1,4,16 --out {report.engine}"
+    assert side.command == f"edgefreq build {onnx} --format rtx --target 8.6,8.9 --batches 1,4,16 --out {report.engine}"
 
 
 def test_rtx_engine_refused_where_it_cannot_run(tmp_path):

@@ -55,11 +55,11 @@ def open_backend(path: str | Path, device: str = "auto", threads: int = 0) -> Ba
     if fmt is None:
         what = "not an engine (.onnx, .plan, .rtx, .pt2) or a run folder" if path.exists() else "not found"
         raise UserError(f"{path}: {what}")
+    if fmt in ("plan", "rtx"):
+        check_device(path, fmt, "cuda", device)
     sidecar = Sidecar.load(path)
-    built_for = {"plan": "cuda", "rtx": "cuda", "pt2": sidecar.device}.get(fmt)
-    if built_for is not None and device not in ("auto", built_for):
-        raise UserError(f"{path.name} runs on {built_for} only ({fmt} engines run where they were built for), not on device {device}: "
-                        + ("on the CPU run its .onnx, or a pt2 package built with --device cpu" if built_for == "cuda" else "build it again with --device cuda"))
+    if fmt == "pt2":
+        check_device(path, fmt, sidecar.device, device)
     if fmt == "onnx":
         from .ort import OnnxRuntimeBackend
 
@@ -75,6 +75,13 @@ def open_backend(path: str | Path, device: str = "auto", threads: int = 0) -> Ba
     from .inductor import InductorBackend
 
     return InductorBackend(path, sidecar)
+
+
+def check_device(path: Path, fmt: str, built_for: str, device: str) -> None:
+    """Refuse, rather than ignore, a device an engine was not built for (auto takes the engine's own)."""
+    if device not in ("auto", built_for):
+        fix = "on the CPU run its .onnx, or a pt2 package built with --device cpu" if built_for == "cuda" else "build it again with --device cuda"
+        raise UserError(f"{path.name} runs on {built_for} only ({fmt} engines run where they were built for), not on {device}: {fix}")
 
 
 __all__ = ["EMBEDDED", "Backend", "embedded_engine", "open_backend"]
