@@ -3,7 +3,6 @@ source's end ends it, a stop finishes what was captured, batches never lose a fr
 
 from __future__ import annotations
 
-import collections
 import threading
 import time
 
@@ -14,30 +13,8 @@ from edgefreq.errors import UserError
 from edgefreq.runtime.capture import Capture
 from edgefreq.runtime.inspector import Inspection
 from edgefreq.runtime.loop import run_line
-from edgefreq.runtime.sources import EndOfStream, Source, SourceOptions
-
-
-class Script(Source):
-    """Images, None (a read that timed out) or exceptions in order, then the end of the stream."""
-
-    def __init__(self, script: list, live: bool) -> None:
-        super().__init__("test://script")
-        self.is_live = live
-        self._script = collections.deque(script)
-
-    def read(self) -> np.ndarray | None:
-        if not self._script:
-            raise EndOfStream(self.uri)
-        item = self._script.popleft()
-        if isinstance(item, BaseException):
-            raise item
-        return item() if callable(item) else item
-
-    def close(self) -> None:
-        pass
-
-    def reopen(self) -> None:
-        pass
+from edgefreq.runtime.sources import SourceOptions
+from test_capture import ScriptedSource as Script  # images, None (a timeout), exceptions, then the end
 
 
 class Counter:

@@ -40,15 +40,12 @@ def _shorthand(text: str) -> SplitResult | None:
 SCHEMES = Schemes(
     kind="sink",
     package=__package__,
-    table={
-        "stdout": "jsonl:StdoutSink.from_uri",
-        "file": "jsonl:JsonlFileSink.from_uri",
-        "mqtt": "mqtt:MqttSink.from_uri",
-        "mqtts": "mqtt:MqttSink.from_uri",
+    table={  # one line a module
+        "stdout": "jsonl:StdoutSink.from_uri", "file": "jsonl:JsonlFileSink.from_uri",
+        "mqtt": "mqtt:MqttSink.from_uri", "mqtts": "mqtt:MqttSink.from_uri",
         "modbus": "modbus:ModbusSink.from_uri",
         "opcua": "opcua:OpcUaSink.from_uri",
-        "http": "webhook:WebhookSink.from_uri",
-        "https": "webhook:WebhookSink.from_uri",
+        "http": "webhook:WebhookSink.from_uri", "https": "webhook:WebhookSink.from_uri",
         "nokdir": "nokdir:NokDirSink.from_uri",
         "display": "display:DisplaySink.from_uri",
     },

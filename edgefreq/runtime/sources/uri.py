@@ -35,12 +35,9 @@ def _shorthand(text: str) -> SplitResult:
 SCHEMES = Schemes(
     kind="source",
     package=__package__,
-    table={
-        "camera": "camera:open_camera",
-        "v4l2": "camera:open_v4l2",
-        "csi": "camera:open_csi",
-        "rtsp": "camera:open_stream",
-        "rtsps": "camera:open_stream",
+    table={  # one line a module
+        "camera": "camera:open_camera", "v4l2": "camera:open_v4l2", "csi": "camera:open_csi",
+        "rtsp": "camera:open_stream", "rtsps": "camera:open_stream",
         "genicam": "genicam:open_genicam",
         "file": "files:open_path",
         "synthetic": "synthetic:open_synthetic",
