@@ -41,6 +41,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -287,6 +288,59 @@ def write_engine(net: Network, onnx_path: Path, out_path: Path) -> None:
         raise UserError(f"{out_path}: cannot write the engine ({exc.strerror})") from None
 
 
+def open_onnx(lib: Library, trt: ModuleType | None, onnx_path: str | Path) -> tuple[ModuleType, tuple[int, int, int], Path, Sidecar]:
+    """The library's module (imported unless given) and version, and the ONNX export with its sidecar."""
+    trt = import_tensorrt(lib) if trt is None else trt
+    version = check_version(trt.__version__, lib)
+    onnx_path = Path(onnx_path)
+    return trt, version, onnx_path, Sidecar.load(onnx_path)
+
+
+def build_engine(
+    lib: Library,
+    trt: ModuleType,
+    version: tuple[int, int, int],
+    onnx_path: Path,
+    source: Sidecar,
+    out_path: Path,
+    *,
+    precision: str | None,
+    batch: BatchRange,
+    workspace_mb: int,
+    before: Callable[[Any], None],
+    after: Callable[[Any], None] = lambda config: None,
+    options: str = "",
+    sidecar: dict[str, Any],
+    report: dict[str, Any],
+) -> EngineReport:
+    """The build every library of the family shares: the request checked, the network defined
+    (define_network), `before(config)` setting the library's own builder options, the engine built
+    and written, `after(config)` (TensorRT keeps its timing cache), then the sidecar with the
+    library's own `sidecar` fields and `options` in its `edgefreq build` command."""
+    check_request(lib, onnx_path, source, out_path, precision, batch, workspace_mb)
+    start = time.perf_counter()
+    net = define_network(lib, trt, version, onnx_path, source, batch, workspace_mb)
+    before(net.config)
+    write_engine(net, onnx_path, out_path)
+    after(net.config)
+
+    command = f"edgefreq build {onnx_path} --format {lib.format}{options} --batches {batch.text()} --out {out_path}"
+    side = source.with_engine(
+        out_path,
+        batch=batch,
+        device="cuda",
+        tensorrt_version=trt.__version__,
+        torch_version=None,
+        source_onnx=onnx_path.name,
+        command=command,
+        **sidecar,
+    )
+    side_path = side.write(sidecar_path(out_path))
+    seconds = time.perf_counter() - start
+    log.info("built %s with %s %s in %.1f s", out_path, lib.name, trt.__version__, seconds)
+    return EngineReport(out_path, side_path, seconds, trt.__version__, net.flags, **report)
+
+
 def build_plan(
     onnx_path: str | Path,
     out_path: str | Path | None = None,
@@ -304,10 +358,7 @@ def build_plan(
     `batch` is the optimization profile; `timing_cache` defaults to default_timing_cache();
     `trt` and `machine` are for tests (the tensorrt module and this machine's GPU).
     """
-    trt = import_tensorrt(TENSORRT) if trt is None else trt
-    version = check_version(trt.__version__, TENSORRT)
-    onnx_path = Path(onnx_path)
-    source = Sidecar.load(onnx_path)
+    trt, version, onnx_path, source = open_onnx(TENSORRT, trt, onnx_path)
     machine = Machine.probe() if machine is None else machine
     if machine.gpu is None:
         raise UserError(
@@ -315,32 +366,21 @@ def build_plan(
             "(or build a TensorRT-RTX engine, --format rtx, which needs no GPU)"
         )
     out_path = default_plan_path(onnx_path, machine) if out_path is None else Path(out_path)
-    check_request(TENSORRT, onnx_path, source, out_path, precision, batch, workspace_mb)
     cache_path = default_timing_cache(trt.__version__, machine) if timing_cache is None else Path(timing_cache)
 
-    start = time.perf_counter()
-    net = define_network(TENSORRT, trt, version, onnx_path, source, batch, workspace_mb)
-    cache = net.config.create_timing_cache(cache_path.read_bytes() if cache_path.is_file() else b"")
-    net.config.set_timing_cache(cache, ignore_mismatch=False)
-    write_engine(net, onnx_path, out_path)
-    cache_path.parent.mkdir(parents=True, exist_ok=True)
-    cache_path.write_bytes(bytes(net.config.get_timing_cache().serialize()))
+    def use_cache(config: Any) -> None:
+        cache = config.create_timing_cache(cache_path.read_bytes() if cache_path.is_file() else b"")
+        config.set_timing_cache(cache, ignore_mismatch=False)
 
-    command = f"edgefreq build {onnx_path} --format plan --batches {batch.text()} --out {out_path}"
-    side = source.with_engine(
-        out_path,
-        batch=batch,
-        device="cuda",
-        tensorrt_version=trt.__version__,
-        gpu=machine.gpu,
-        compute_capability=machine.compute_capability,
-        torch_version=None,
-        source_onnx=onnx_path.name,
-        command=command,
+    def keep_cache(config: Any) -> None:
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        cache_path.write_bytes(bytes(config.get_timing_cache().serialize()))
+
+    return build_engine(
+        TENSORRT, trt, version, onnx_path, source, out_path, precision=precision, batch=batch, workspace_mb=workspace_mb,
+        before=use_cache, after=keep_cache,
+        sidecar={"gpu": machine.gpu, "compute_capability": machine.compute_capability}, report={"timing_cache": cache_path},
     )
-    side_path = side.write(sidecar_path(out_path))
-    log.info("built %s with TensorRT %s in %.1f s", out_path, trt.__version__, time.perf_counter() - start)
-    return EngineReport(out_path, side_path, time.perf_counter() - start, trt.__version__, net.flags, timing_cache=cache_path)
 
 
 def build_rtx(
@@ -359,10 +399,7 @@ def build_rtx(
     ComputeCapability members: SM75, SM80, SM86, SM89, SM120, ...); the other arguments are
     build_plan's. `trt` is for tests (the tensorrt_rtx module).
     """
-    trt = import_tensorrt(TENSORRT_RTX) if trt is None else trt
-    version = check_version(trt.__version__, TENSORRT_RTX)
-    onnx_path = Path(onnx_path)
-    source = Sidecar.load(onnx_path)
+    trt, version, onnx_path, source = open_onnx(TENSORRT_RTX, trt, onnx_path)
     if not targets:
         raise UserError("a TensorRT-RTX engine needs at least one target compute capability (--target)")
     known = {name: member for name, member in trt.ComputeCapability.__members__.items() if re.fullmatch(r"SM\d+", name)}
@@ -374,30 +411,15 @@ def build_rtx(
             raise UserError(f"TensorRT-RTX {trt.__version__} cannot build for compute capability {cc}; it builds for {offered}")
         capabilities.append(member)
     out_path = default_rtx_path(onnx_path, targets) if out_path is None else Path(out_path)
-    check_request(TENSORRT_RTX, onnx_path, source, out_path, precision, batch, workspace_mb)
 
-    start = time.perf_counter()
-    net = define_network(TENSORRT_RTX, trt, version, onnx_path, source, batch, workspace_mb)
-    net.config.num_compute_capabilities = len(capabilities)
-    for i, member in enumerate(capabilities):
-        if not net.config.set_compute_capability(member, i):
-            raise UserError(f"TensorRT-RTX {trt.__version__} refused the target compute capability {targets[i]}")
-    write_engine(net, onnx_path, out_path)
+    def set_targets(config: Any) -> None:
+        config.num_compute_capabilities = len(capabilities)
+        for i, member in enumerate(capabilities):
+            if not config.set_compute_capability(member, i):
+                raise UserError(f"TensorRT-RTX {trt.__version__} refused the target compute capability {targets[i]}")
 
-    command = f"edgefreq build {onnx_path} --format rtx --target {','.join(targets)} --batches {batch.text()} --out {out_path}"
-    side = source.with_engine(
-        out_path,
-        batch=batch,
-        device="cuda",
-        tensorrt_version=trt.__version__,
-        targets=tuple(targets),
-        gpu=None,
-        compute_capability=None,
-        torch_version=None,
-        source_onnx=onnx_path.name,
-        command=command,
+    return build_engine(
+        TENSORRT_RTX, trt, version, onnx_path, source, out_path, precision=precision, batch=batch, workspace_mb=workspace_mb,
+        before=set_targets, options=f" --target {','.join(targets)}",
+        sidecar={"targets": tuple(targets), "gpu": None, "compute_capability": None}, report={"targets": tuple(targets)},
     )
-    side_path = side.write(sidecar_path(out_path))
-    log.info("built %s with TensorRT-RTX %s in %.1f s", out_path, trt.__version__, time.perf_counter() - start)
-    return EngineReport(out_path, side_path, time.perf_counter() - start, trt.__version__, net.flags, targets=tuple(targets))
-

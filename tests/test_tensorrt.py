@@ -556,6 +556,8 @@ def test_rtx_build_refusals(tmp_path):
         build_rtx(onnx, targets=("9.0",), trt=trt)
     with pytest.raises(UserError, match="needs at least one target"):
         build_rtx(onnx, targets=(), trt=trt)
+    with pytest.raises(UserError, match="is the fp16 export; for a int8 engine build its int8 export"):
+        build_rtx(onnx, precision="int8", trt=trt)
     with pytest.raises(UserError, match="a TensorRT-RTX engine must end in .rtx"):
         build_rtx(onnx, tmp_path / "bottle.plan", trt=trt)
     with pytest.raises(UserError, match="cannot parse .*In node 3 \\(Conv\\): unsupported attribute"):
