@@ -60,7 +60,10 @@ def evaluate(run: Path, data: Path, out: Path, batch: int = 16, device: str = "a
     seconds = time.perf_counter() - start
     labels = np.array([s.label for s in index.test])
     defects = np.array([s.defect for s in index.test])
-    masks = np.stack([load_mask(s.mask, spec, shape) for s, shape in zip(index.test, shapes)])
+    masks = np.stack([
+        load_mask(s.mask, spec, shape, load_image(s.path) if s.mask is not None and spec.register != "none" else None)
+        for s, shape in zip(index.test, shapes)
+    ])
     has_mask = np.array([s.mask is not None or s.label == 0 for s in index.test])
     threshold = calibration.threshold
     nok = is_nok(scores, threshold)

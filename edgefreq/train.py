@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +26,12 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from edgefreq.config import to_dict, write_yaml
-from edgefreq.data import ImageDataset, scan_dataset, split_train_calibration
+from edgefreq.data import ImageDataset, load_image, scan_dataset, split_train_calibration
 from edgefreq.data.forge import forge_batch
 from edgefreq.errors import UserError
 from edgefreq.kernels import decouple
+from edgefreq.kernels.preprocess import roi_box
+from edgefreq.kernels.register import encode_reference, fit_reference
 from edgefreq.models import build_model
 from edgefreq.rundir import SUMMARY_FILE, RunConfig, first_difference, read_config, resolve_device, set_threads, training_key
 
@@ -41,8 +44,26 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def prepare_run(cfg: RunConfig, data: Path, out: Path) -> tuple[list[Path], list[Path]]:
-    """Write config.yaml and split.yaml, or check an existing run matches (for resuming)."""
+def with_reference(cfg: RunConfig, train_paths: list[Path]) -> RunConfig:
+    """With preprocess.register rigid, `cfg` holding the reference pose fitted on the training images'
+    ROIs (never a calibration or test image); deterministic, so a resumed run fits the same one."""
+    spec = cfg.preprocess
+    if spec.register == "none" or spec.reference is not None:
+        return cfg
+    def roi(path: Path) -> np.ndarray:
+        img = load_image(path)
+        x, y, w, h = roi_box(spec, img.shape[0], img.shape[1])
+        return img[y : y + h, x : x + w]
+
+    start = time.perf_counter()
+    reference = encode_reference(fit_reference(roi(p) for p in train_paths))
+    tqdm.write(f"fitted the reference pose on {len(train_paths)} training images ({time.perf_counter() - start:.1f} s)")
+    return replace(cfg, preprocess=replace(spec, reference=reference))
+
+
+def prepare_run(cfg: RunConfig, data: Path, out: Path) -> tuple[RunConfig, list[Path], list[Path]]:
+    """Write config.yaml and split.yaml, or check an existing run matches (for resuming); returns the
+    config as the run holds it (with its reference pose when it registers)."""
     index = scan_dataset(data)
     for warning in index.warnings:
         tqdm.write(f"warning: {warning}")
@@ -52,8 +73,9 @@ def prepare_run(cfg: RunConfig, data: Path, out: Path) -> tuple[list[Path], list
         "train": [str(p.relative_to(index.root)) for p in train_paths],
         "calibration": [str(p.relative_to(index.root)) for p in calib_paths],
     }
-    if (out / "config.yaml").exists():
-        old = read_config(out)
+    old = read_config(out) if (out / "config.yaml").exists() else None
+    cfg = with_reference(cfg, train_paths)
+    if old is not None:
         diff = first_difference(training_key(old), training_key(cfg))
         if diff:
             raise UserError(f"{out} already holds a run with another config ({diff}): choose a new --out or delete it")
@@ -64,14 +86,14 @@ def prepare_run(cfg: RunConfig, data: Path, out: Path) -> tuple[list[Path], list
                 f"{out} already holds this model; {diff} is a scoring setting that needs no training: "
                 f"`edgefreq calibrate {out} --set {diff}={value}`"
             )
-        return train_paths, calib_paths
+        return cfg, train_paths, calib_paths
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"{out}: cannot create the run folder ({exc.strerror})") from None
     write_yaml(out / "split.yaml", split, "split")
     write_yaml(out / "config.yaml", to_dict(cfg), "config")
-    return train_paths, calib_paths
+    return cfg, train_paths, calib_paths
 
 
 def make_optimizer(params, cfg: RunConfig) -> torch.optim.Optimizer | None:
@@ -188,10 +210,10 @@ def train(cfg: RunConfig, data: Path, out: Path) -> Path:
     device = resolve_device(cfg.train.device)
     set_threads(cfg.train.threads)
     seed_everything(cfg.train.seed)
-    spec = cfg.preprocess
-    model = build_model(cfg.model, spec.channels, spec.levels, spec.size).to(device)
+    model = build_model(cfg.model, cfg.preprocess.channels, cfg.preprocess.levels, cfg.preprocess.size).to(device)
     optimizers = {"g": make_optimizer(model.generator_parameters(), cfg), "d": make_optimizer(model.discriminator_parameters(), cfg)}
-    train_paths, calib_paths = prepare_run(cfg, Path(data), out)
+    cfg, train_paths, calib_paths = prepare_run(cfg, Path(data), out)
+    spec = cfg.preprocess
     dataset = ImageDataset(train_paths, spec)
     batch_size = min(cfg.train.batch_size, len(dataset))
     generator = torch.Generator().manual_seed(cfg.train.seed)

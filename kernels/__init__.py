@@ -19,12 +19,12 @@ from edgefreq.errors import UserError
 
 from .fd_opencv import decouple_chw
 from .fd_torch import decouple_torch
-from .preprocess import Preprocess, frame_to_bands_opencv, preprocess_frame
+from .preprocess import Preprocess, check_frame, frame_to_bands_opencv, preprocess_frame, registered, without_registration
 from .pyramid import check_levels, check_size
 
 IMPLS = ("auto", "torch", "opencv", "triton")
 
-__all__ = ["IMPLS", "Preprocess", "decouple", "frame_to_bands", "preprocess_frame", "triton_available"]
+__all__ = ["IMPLS", "Preprocess", "decouple", "frame_to_bands", "preprocess_frame", "registered", "triton_available", "without_registration"]
 
 
 def triton_available(device: torch.device) -> bool:
@@ -93,6 +93,10 @@ def frame_to_bands(frames: np.ndarray | torch.Tensor, spec: Preprocess, impl: st
     if impl == "triton":
         from .fd_triton import frame_to_bands_triton
 
+        if spec.register != "none":  # registration runs on the CPU, then the fused kernel on the moved frames
+            host = frames.cpu().numpy() if isinstance(frames, torch.Tensor) else np.asarray(frames)
+            moved = np.stack([registered(check_frame(f), spec) for f in (host if host.ndim == 4 else [host])])
+            frames, spec = torch.from_numpy(moved).to(device), without_registration(spec)
         batch = torch.as_tensor(frames)
         batch = batch.reshape(1, *batch.shape[:2], -1) if batch.ndim < 4 else batch
         if batch.dtype != torch.uint8 or batch.shape[-1] not in (1, 3):

@@ -4,6 +4,8 @@ Training, calibration, evaluation and both runtime paths (OpenCV on CPU, the fus
 on GPU) all follow this spec, step by step:
 
 1. crop the ROI (x, y, w, h in frame pixels; none = whole frame),
+   1b. with `register: rigid`, move the ROI into the reference pose of the good parts
+   (kernels.register: rotation and shift, on the CPU; the reference is fitted by train),
 2. convert to float32 and resize to `size` (height, width): `resize` "area" (cv2.INTER_AREA,
    the default: antialiased, each output pixel averages the source cell it covers) or "linear"
    (cv2.INTER_LINEAR), on the float image (no uint8 rounding), OpenCV's own code, not the IPP
@@ -17,7 +19,7 @@ on GPU) all follow this spec, step by step:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -26,6 +28,7 @@ from edgefreq.errors import UserError
 
 from .fd_opencv import decouple_chw
 from .pyramid import check_size
+from .register import REGISTER_MODES, decode_reference, roi_pose, warp_roi
 from .resize import RESIZE_MODES, resize_image
 
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # R, G, B, as cv2.cvtColor(COLOR_BGR2GRAY)
@@ -43,8 +46,14 @@ class Preprocess:
     levels: int = 2
     clip_high: bool = False
     resize: str = "area"  # "area" (cv2.INTER_AREA, antialiased) or "linear" (cv2.INTER_LINEAR)
+    register: str = "none"  # "none" (fixtured parts) or "rigid" (rotation + shift to the reference pose)
+    reference: str | None = None  # the reference pose (kernels.register), fitted by train when register is rigid
 
     def __post_init__(self) -> None:
+        if self.register not in REGISTER_MODES:
+            raise UserError(f"preprocess.register must be one of {', '.join(REGISTER_MODES)}, got {self.register!r}")
+        if self.reference is not None:
+            decode_reference(self.reference)
         if self.resize not in RESIZE_MODES:
             raise UserError(f"preprocess.resize must be one of {', '.join(RESIZE_MODES)}, got {self.resize!r}")
         if self.channels not in (1, 3):
@@ -85,9 +94,25 @@ def roi_box(spec: Preprocess, height: int, width: int) -> tuple[int, int, int, i
     return x, y, w, h
 
 
+def registered(frame: np.ndarray, spec: Preprocess) -> np.ndarray:
+    """Step 1b: with register rigid, a copy of the (checked) frame whose ROI is in the reference pose;
+    else the frame itself."""
+    if spec.register == "none":
+        return frame
+    if spec.reference is None:
+        raise UserError("preprocess.register is rigid but the spec holds no reference pose: `edgefreq train` fits it")
+    box = roi_box(spec, frame.shape[0], frame.shape[1])
+    return warp_roi(frame, box, roi_pose(frame, box, decode_reference(spec.reference)))
+
+
+def without_registration(spec: Preprocess) -> Preprocess:
+    """The spec for frames already registered (the runtime registers once, then runs FD)."""
+    return replace(spec, register="none", reference=None) if spec.register != "none" else spec
+
+
 def preprocess_frame(frame: np.ndarray, spec: Preprocess) -> np.ndarray:
     """Steps 1-4 on the CPU with OpenCV: uint8 frame -> C x H x W float32 normalized image."""
-    frame = check_frame(frame)
+    frame = registered(check_frame(frame), spec)
     x, y, w, h = roi_box(spec, frame.shape[0], frame.shape[1])
     crop = frame[y : y + h, x : x + w].astype(np.float32)
     img = resize_image(crop, spec.size, spec.resize)

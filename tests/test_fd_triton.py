@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ import cv2  # noqa: E402
 
 from edgefreq.errors import UserError  # noqa: E402
 from edgefreq.kernels import Preprocess, decouple, frame_to_bands  # noqa: E402
-from edgefreq.kernels import fd_triton  # noqa: E402
+from edgefreq.kernels import fd_triton, register  # noqa: E402
 from edgefreq.kernels.fd_opencv import decouple_chw  # noqa: E402
 from edgefreq.kernels.fd_torch import smoothed  # noqa: E402
 from edgefreq.kernels.operators import smoothing_operators, windowed  # noqa: E402
@@ -168,6 +169,19 @@ def test_public_frame_to_bands_one_frame(poisoned: None) -> None:
     spec = Preprocess(size=(24, 20), levels=2)
     bands = frame_to_bands(torch.from_numpy(frame).to(DEVICE), spec, impl="triton")
     _assert_close(bands, _opencv_bands(frame[None, :, :, None], spec), 1e-4)
+
+
+def test_public_frame_to_bands_registers_before_the_kernel(poisoned: None) -> None:
+    """preprocess.register rigid: the frames are moved into the reference pose on the CPU, then the
+    fused kernel runs on them; the same bands as the OpenCV path, which registers in preprocess_frame."""
+    rng = np.random.default_rng(6)
+    frames = cv2.GaussianBlur(rng.integers(0, 256, (2, 40, 44, 3), dtype=np.uint8).reshape(80, 44, 3), (5, 5), 2).reshape(2, 40, 44, 3)
+    reference = register.encode_reference(register.to_gray_small(frames[0][::-1].copy()))  # a pose neither frame has
+    spec = Preprocess(size=(24, 20), levels=2, register="rigid", reference=reference)
+    bands = frame_to_bands(torch.from_numpy(frames).to(DEVICE), spec, impl="triton")
+    _assert_close(bands, _opencv_bands(frames, spec), 1e-4)
+    plain = _opencv_bands(frames, replace(spec, register="none", reference=None))
+    assert float(np.abs(bands[0].cpu().numpy() - plain[0]).max()) > 0.1  # registration did move them
 
 
 def test_real_image(poisoned: None) -> None:

@@ -19,7 +19,7 @@ import torch
 
 from edgefreq.calibration import is_nok
 from edgefreq.errors import UserError
-from edgefreq.kernels import frame_to_bands
+from edgefreq.kernels import frame_to_bands, registered, without_registration
 from edgefreq.runtime.frame import Frame
 from edgefreq.runtime.record import Decision
 
@@ -64,6 +64,7 @@ class Inspector:
             )
         self.backend = backend
         self.spec = backend.preprocess if roi is None else replace(backend.preprocess, roi=tuple(roi))
+        self.fd_spec = without_registration(self.spec)  # frames are registered once, on the CPU, before FD
         self.calibration = backend.calibration
         self.threshold = float(self.calibration.threshold if threshold is None else threshold)
         self.threshold_source = "calibration" if threshold is None else "override"
@@ -77,7 +78,7 @@ class Inspector:
         self.fd_impl = fd_impl
 
     def _bands(self, images: list[np.ndarray]) -> list:
-        return fd_stage(as_batch(images), self.spec, self.device, self.fd_impl)
+        return fd_stage(as_batch(images), self.fd_spec, self.device, self.fd_impl)
 
     def inspect(self, frames: list[Frame], dropped: int) -> list[Inspection]:
         """Decisions for `frames` (in order). Frames of different sizes are inspected in groups."""
@@ -98,8 +99,9 @@ class Inspector:
     def _inspect_group(self, frames: list[Frame], dropped: int) -> list[Inspection]:
         t0 = time.perf_counter()
         wall0 = time.time()
-        try:
-            bands = self._bands([f.image for f in frames])
+        try:  # registration (preprocess.register) moves the part into the reference pose; the map and view are in it
+            images = [registered(f.image, self.spec) for f in frames]
+            bands = self._bands(images)
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
             t1 = time.perf_counter()
@@ -136,7 +138,7 @@ class Inspector:
                 truth=frame.truth,
                 threshold_source=self.threshold_source,
             )
-            out.append(Inspection(decision, frame, maps[k], self._view(frame.image)))
+            out.append(Inspection(decision, frame, maps[k], self._view(images[k])))
         return out
 
     def _reason(self, exc: Exception) -> str:

@@ -1,41 +1,38 @@
-"""Registration before FD, measured: a copy of a data set with every image moved to the reference pose.
-
-    python benchmarks/register_pose.py [--data ../derived-data/mvtec_bottle_pose] [--out ../derived-data/mvtec_bottle_pose_registered]
+"""Registration (`preprocess.register: rigid`): a part that is not fixtured is moved back to the
+reference pose of the good parts before it is compared.
 
 Classical inspection aligns before it compares; a template or a reconstruction model trained on
-parts in one pose sees a turned part as a defect everywhere. This is the accuracy study's lever for
-parts that are not fixtured (issue 15), measured before it enters the line: the reference pose is
-fitted on the set's good TRAINING images only (`fit_reference`: the first image, then the mean of
-all of them registered to it, twice), then every train and test image is registered to it on its
-own (no test image is seen by the fit) and written, masks moved alike, OUTSIDE the repository
-(../derived-data, where benchmarks/accuracy.py finds it). Rows: benchmarks/plans/detectors.yaml.
+parts in one pose sees a turned part as a defect everywhere. With `register: rigid`, `train` fits
+the reference pose on the good TRAINING images only (`fit_reference`: the first image, then the
+mean of all of them registered to it, twice) and stores it in the preprocessing spec
+(`preprocess.reference`, a small gray PNG, base64), so it travels with the checkpoint, every
+export's sidecar and the engine's preprocessing. Step 1b of kernels.preprocess then registers the
+ROI of every image and frame to it (`register_frame`), on the CPU, before resize and FD: training,
+calibration, evaluation (masks moved alike), export calibration and both runtime paths.
 
 `estimate_pose(image, reference)` finds the rigid motion (rotation about the centre + shift) taking
 `image` onto `reference`, both gray float32 on a small square grid (the pose of a part is a coarse
 property). Parts seen from above are often close to round (a bottle), which leaves the Fourier
-magnitude and the polar profile with no usable angle signal (tried first: the angle came out wrong on
-most bottle images), so the angle is searched: every 10 degrees on a half-size grid, then every degree
-within 10 degrees of the best. At each angle the image turned back is phase-correlated with the
-reference (cv2.phaseCorrelate, Hanning window) for the shift, and the shifted image is scored by its
-correlation coefficient with the reference on the central disk (the corners hold replicated border);
-the best score wins. 57 small warps and correlations per image, ~10-20 ms on one CPU core.
+magnitude and the polar profile with no usable angle signal (tried first: the angle came out wrong
+on most bottle images), so the angle is searched: every 10 degrees on a half-size grid, then every
+degree within 10 degrees of the best. At each angle the image turned back is phase-correlated with
+the reference (cv2.phaseCorrelate, Hanning window) for the shift, and the shifted image is scored
+by its correlation coefficient with the reference on the central disk (the corners hold replicated
+border); the best score wins. 57 small warps and correlations per image, ~10-20 ms on one CPU core
+(benchmarks/results/detectors.md has the rows that measure what it buys).
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
-from pathlib import Path
+import base64
+from functools import lru_cache
 
 import cv2
 import numpy as np
 
-from edgefreq.data import load_image, scan_dataset
 from edgefreq.errors import UserError
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_random_pose import DERIVED, ROOT, warp  # noqa: E402  (the same warps, masks alike)
-
+REGISTER_MODES = ("none", "rigid")
 REGISTRATION_SIZE = 128  # pixels per side of the grid the pose is estimated on
 COARSE_STEP = 10.0  # degrees between the angles tried on the half-size grid
 FINE_STEP = 1.0  # degrees between the angles tried around the best coarse one, on the full grid
@@ -126,45 +123,43 @@ def fit_reference(images, size: int = REGISTRATION_SIZE, rounds: int = 2) -> np.
     return reference
 
 
-def make(data: Path, out: Path) -> int:
-    if out.resolve().is_relative_to(ROOT):
-        raise UserError(f"{out}: derived data must not be written inside the repository; choose a folder outside {ROOT}")
-    index = scan_dataset(data)
-    if not index.train_good:
-        raise UserError(f"{data}: no good training images to fit the reference pose on")
-    reference = fit_reference(load_image(p) for p in index.train_good)
-    count = 0
-    for path, mask in [(p, None) for p in index.train_good] + [(s.path, s.mask) for s in index.test]:
-        img = load_image(path)
-        m = pose_matrix(img.shape[:2], estimate_pose(to_gray_small(img), reference))
-        target = out / path.relative_to(index.root)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(target.with_suffix(".png")), warp(img, m, False))
-        if mask is not None:
-            mask_target = out / mask.relative_to(index.root)
-            mask_target.parent.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(mask_target), warp(load_image(mask), m, True))
-        count += 1
-    (out / "README.md").write_text(
-        f"{data} registered to the reference pose of its good training images by benchmarks/register_pose.py "
-        "(rotation searched every 10 then 1 degrees, shift by phase correlation). Same license as the source.\n"
-    )
-    return count
+
+def encode_reference(reference: np.ndarray) -> str:
+    """The reference as the spec stores it: an 8-bit gray PNG, base64 (a few kB)."""
+    ok, png = cv2.imencode(".png", np.clip(np.rint(reference), 0, 255).astype(np.uint8))
+    if not ok:
+        raise RuntimeError("OpenCV could not encode the reference pose as PNG")
+    return base64.b64encode(png.tobytes()).decode("ascii")
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", type=Path, default=DERIVED / "mvtec_bottle_pose")
-    p.add_argument("--out", type=Path, default=DERIVED / "mvtec_bottle_pose_registered")
-    args = p.parse_args(argv)
+@lru_cache(maxsize=8)
+def decode_reference(text: str) -> np.ndarray:
+    """preprocess.reference -> the square float32 gray reference, or a UserError."""
     try:
-        n = make(args.data, args.out)
-    except UserError as exc:
-        print(f"register_pose: error: {exc}", file=sys.stderr)
-        return 2
-    print(f"wrote {n} registered images to {args.out}")
-    return 0
+        img = cv2.imdecode(np.frombuffer(base64.b64decode(text, validate=True), np.uint8), cv2.IMREAD_GRAYSCALE)
+    except (ValueError, TypeError):
+        img = None
+    if img is None or img.ndim != 2 or img.shape[0] != img.shape[1] or img.shape[0] < 16 or img.shape[0] % 2:
+        raise UserError("preprocess.reference is not a reference pose (a base64 square gray PNG written by train): "
+                        "train again with preprocess.register=rigid")
+    return img.astype(np.float32)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def roi_pose(frame: np.ndarray, box: tuple[int, int, int, int], reference: np.ndarray) -> np.ndarray:
+    """The 2 x 3 matrix that moves the ROI `box` (x, y, w, h) of `frame` into the reference pose."""
+    x, y, w, h = box
+    crop = frame[y : y + h, x : x + w]
+    return pose_matrix((h, w), estimate_pose(to_gray_small(crop, reference.shape[0]), reference), reference.shape[0])
+
+
+def warp_roi(frame: np.ndarray, box: tuple[int, int, int, int], m: np.ndarray, nearest: bool = False) -> np.ndarray:
+    """A copy of `frame` whose ROI is warped by `m` (border replicated; masks: nearest, outside 0)."""
+    x, y, w, h = box
+    crop = np.ascontiguousarray(frame[y : y + h, x : x + w])
+    if nearest:
+        moved = cv2.warpAffine(crop, m, (w, h), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    else:
+        moved = cv2.warpAffine(crop, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    out = frame.copy()
+    out[y : y + h, x : x + w] = moved.reshape(crop.shape)
+    return out
