@@ -1,5 +1,5 @@
 """The heatmap overlay, written once: an anomaly map coloured (JET) from `low` to `high` and
-blended over its image. Eval's montage, the NOK folder, `--show` and the operator page all draw
+blended over its image. Eval's montage, the NOK folder, the display:// sink and the operator page all draw
 with it; each says which scale it uses (a fixed one across images, or the map's own range)."""
 
 from __future__ import annotations

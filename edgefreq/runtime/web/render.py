@@ -1,4 +1,4 @@
-"""The images the page shows: a frame with its heatmap and verdict (the `--show` composition) as JPEG.
+"""The images the page shows: a frame with its heatmap and verdict (what the display:// sink shows) as JPEG.
 
 Encoding runs on the web side's own worker thread, never on the line's, and at most once per
 frame: `JpegCache` keeps the last encodings by decision number, so five browsers polling the live view

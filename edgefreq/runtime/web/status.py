@@ -41,7 +41,7 @@ class LineStatus:
 
     @property
     def vmax(self) -> float:
-        """Where the heatmap turns red: the --show window's scale (5x the threshold)."""
+        """Where the heatmap turns red: the display:// window's scale (5x the threshold)."""
         return 5 * self.inspector.threshold if self.inspector is not None else 1.0
 
     def sink_stats(self) -> dict[str, dict]:
