@@ -60,9 +60,20 @@ class ScriptedSource(Source):
             self._script = collections.deque(self._after)
 
 
+def _frames(capture: Capture):
+    """Every frame until the stream is over, as the line reads them (get with a timeout)."""
+    while True:
+        try:
+            frame = capture.get(0.25)
+        except EndOfStream:
+            return
+        if frame is not None:
+            yield frame
+
+
 def _drain(capture: Capture, limit: float = 10.0) -> list[Frame]:
     frames, deadline = [], time.monotonic() + limit
-    for frame in capture:
+    for frame in _frames(capture):
         frames.append(frame)
         assert time.monotonic() < deadline
     return frames
@@ -122,7 +133,7 @@ def test_unpaced_finite_source_waits_for_room() -> None:
     source = ScriptedSource([_image(i) for i in range(10)], live=False)
     capture = Capture(source, capacity=2)
     frames = []
-    for frame in capture:
+    for frame in _frames(capture):
         frames.append(frame)
         time.sleep(0.01)
     assert [f.frame_id for f in frames] == list(range(10))
@@ -133,7 +144,7 @@ def test_slow_consumer_every_frame_delivered_or_counted_dropped() -> None:
     options = SourceOptions(rate=400, max_frames=120)
     capture = Capture(open_source("synthetic://?size=32x32", options), options, capacity=3)
     frames = []
-    for frame in capture:
+    for frame in _frames(capture):
         frames.append(frame)
         time.sleep(0.01)
     stats = capture.stats()

@@ -1,8 +1,8 @@
 """The capture thread: reads a source into a small ring buffer that drops the oldest frame.
 
     capture = Capture(open_source(uri, options), options)
-    for frame in capture:            # or: capture.get(timeout=0.5) -> a frame, None (nothing came
-        ...                          # in time), or raises EndOfStream (the stream is over)
+    frame = capture.get(timeout=0.5)  # a frame, None (nothing came in time), or raises EndOfStream
+    ...                               # (the stream is over)
     capture.stop()
 
 - Frame ids are consecutive per captured frame, so a dropped frame leaves a gap in the ids the
@@ -36,7 +36,6 @@ import collections
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import cv2
@@ -121,16 +120,6 @@ class Capture:
                 return self._ring.popleft()
             error, self._error = self._error, None
         raise EndOfStream(self.source.uri) if error is None else error
-
-    def __iter__(self) -> Iterator[Frame]:
-        """Frames until the stream is over."""
-        while True:
-            try:
-                frame = self.get(0.25)
-            except EndOfStream:
-                return
-            if frame is not None:
-                yield frame
 
     def mark(self, in_flight: bool = True) -> int:
         """The id the first frame read after this call will get. `in_flight=False` for a camera that
