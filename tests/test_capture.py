@@ -210,7 +210,7 @@ def test_stalled_live_source_is_reopened(caplog: pytest.LogCaptureFixture) -> No
     source = ScriptedSource([_image(i) for i in range(3)] + stall, live=True, after_reopen=[_image(9)] * 1000)
     with caplog.at_level(logging.WARNING, logger="edgefreq"):
         capture = Capture(source, SourceOptions(**FAST), capacity=4)
-        _wait_for(lambda: capture.stats().reconnects == 1)
+        _wait_for(lambda: capture.stats().reconnects == 1 and capture.stats().captured > 3)  # reopened, frames again
         capture.stop()
     stats = capture.stats()
     assert stats.stalls == 1 and stats.corrupt > 0 and stats.captured > 3
