@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REQUIRE_SERVERS
+from conftest import skip_or_fail
 from edgefreq.cli import main
 from edgefreq.errors import UserError
 from edgefreq.export.onnx import export_onnx, random_bands
@@ -44,10 +44,7 @@ def rtx() -> ModuleType:
     try:
         return importlib.import_module(TENSORRT_RTX.module)
     except ImportError:
-        reason = "tensorrt-rtx is not installed (pip install 'edgefreq[rtx]')"
-        if REQUIRE_SERVERS:
-            pytest.fail(f"{reason}; EDGEFREQ_REQUIRE_SERVERS=1 requires it")
-        pytest.skip(reason)
+        skip_or_fail("tensorrt-rtx is not installed (pip install 'edgefreq[rtx]')")
 
 
 def test_the_shipped_configs_are_found():

@@ -26,7 +26,7 @@ pytest.importorskip("aiohttp")
 requests = pytest.importorskip("requests")
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from conftest import REQUIRE_SERVERS, free_port, wait_until  # noqa: E402
+from conftest import free_port, require_binary, skip_or_fail, wait_until  # noqa: E402
 from edgefreq.cli import main  # noqa: E402
 from edgefreq.runtime.backends import open_backend  # noqa: E402
 from edgefreq.runtime.capture import Capture  # noqa: E402
@@ -348,8 +348,7 @@ def test_cli_refuses_in_one_line(argv, env, message, tmp_path: Path, capsys, mon
 def test_tls_with_cert_files(start_line, tmp_path: Path) -> None:
     import subprocess
 
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed (apt-get install openssl)")
+    require_binary("openssl", "openssl")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1",
                     "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
@@ -368,9 +367,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 
 def need(what: str, found: object) -> None:
     if not found:
-        if REQUIRE_SERVERS:
-            pytest.fail(f"{what}; EDGEFREQ_REQUIRE_SERVERS=1 requires it")
-        pytest.skip(what)
+        skip_or_fail(what)
 
 
 @pytest.fixture
