@@ -68,6 +68,7 @@ def test_batch_means_images_per_engine_call_and_batches_a_list():
     [
         (["run", "--roi", "10x10+5"], "edgefreq run: error: --roi must be X,Y,W,H"),
         (["run", "--roi", "0", "0", "48", "48"], "edgefreq run: error: --roi must be X,Y,W,H"),  # the old X Y W H form
+        (["run", "--resolution", "1280"], "edgefreq run: error: --resolution must be WIDTHxHEIGHT"),
         (["run", "--device", "gpu"], "edgefreq run: error: --device must be auto, cpu or cuda, got 'gpu'"),
         (["run", "--batch", "0"], "edgefreq run: error: --batch must be at least 1, got 0"),
         (["run", "--capacity", "0"], "edgefreq run: error: --capacity must be at least 1, got 0"),
@@ -107,13 +108,13 @@ def test_train_device_sets_the_configs_train_device(monkeypatch, tmp_path):
     assert seen == ["cpu", "auto", "cpu"]  # without --device: the config's
 
 
-def run_embedded(tmp_path, *flags: str) -> tuple[int, str]:
+def run_embedded(tmp_path, *flags: str, source: str = "synthetic://?size=160x120") -> tuple[int, str]:
     import subprocess
     import sys
 
     summary = tmp_path / "s.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "edgefreq", "run", "--source", "synthetic://?size=160x120", "--max-frames", "3", "--rate", "0",
+        [sys.executable, "-m", "edgefreq", "run", "--source", source, "--max-frames", "3", "--rate", "0",
          "--sink", str(tmp_path / "d.jsonl"), "--summary", str(summary), *flags],
         capture_output=True, text=True, timeout=120,
     )
@@ -144,4 +145,15 @@ def test_run_roi_is_x_y_w_h(tmp_path):
     assert code == 0, err
     assert json.loads((tmp_path / "s.json").read_text())["not_inspected"] == 0, err
     code, err = run_embedded(tmp_path, "--roi", "0,100,60,120")  # top 100 + height 120 > 120: no frame fits
+    assert code == 4 and "no frame could be inspected" in err, err
+
+
+def test_run_resolution_is_w_x_h_and_reaches_the_source(tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("torch")
+    import json
+
+    code, err = run_embedded(tmp_path, "--resolution", "96x80", "--roi", "0,0,96,80", source="synthetic://")
+    assert code == 0 and json.loads((tmp_path / "s.json").read_text())["not_inspected"] == 0, err
+    code, err = run_embedded(tmp_path, "--resolution", "96x80", "--roi", "0,0,80,96", source="synthetic://")  # H x W would fit this
     assert code == 4 and "no frame could be inspected" in err, err

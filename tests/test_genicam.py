@@ -40,12 +40,12 @@ URI = f"genicam://{DEVICE}"
         ("?trigger=line1", "trigger must be one of free, software, hardware"),
         ("?trigger=software&trigger_source=Line1", "trigger_source is for trigger=hardware"),
         ("?trigger_activation=FallingEdge", "trigger_activation is for trigger=hardware"),
-        ("?roi=0,0,64", "roi must be X,Y,WIDTH,HEIGHT"),
-        ("?roi=0,0,0,64", "roi must be X,Y,WIDTH,HEIGHT"),
-        ("?roi=a,b,c,d", "roi must be X,Y,WIDTH,HEIGHT"),
+        ("?roi=0,0,64", "roi must be X,Y,W,H"),
+        ("?roi=0,0,0,64", "width and height must be at least 1"),
+        ("?roi=a,b,c,d", "roi must be X,Y,W,H"),
         ("?exposure=fast", "exposure must be a number or auto"),
         ("?gain=-1", "gain must be >= 0"),
-        ("?buffers=1", "buffers must be at least 2"),
+        ("?buffers=1", "option buffers='1' must be between 2 and 1024"),
     ],
 )
 def test_bad_options_are_one_line_errors(query: str, message: str) -> None:
@@ -230,7 +230,7 @@ def test_camera_errors_are_one_line(fresh: Simulator) -> None:
         (URI, SourceOptions(fps=5000), "frame rate 5000 fps is outside"),
         (URI + "?trigger=software", SourceOptions(fps=10), "--fps is for a free-running camera"),
         (URI + "?trigger=hardware", SourceOptions(), "trigger source 'Line1' not offered by this camera \\(it has Line0, Software\\)"),
-        (URI + "?roi=0,0,64,64", SourceOptions(width=64, height=64), "either as roi= or as --width/--height"),
+        (URI + "?roi=0,0,64,64", SourceOptions(width=64, height=64), "either as roi= or as --resolution"),
     ]
     for uri, options, message in cases:
         with pytest.raises(UserError, match=message) as err:

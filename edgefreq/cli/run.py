@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from edgefreq.cli.options import ENGINE_DEVICE, add_batch, add_device, positive_int, roi
+from edgefreq.cli.options import ENGINE_DEVICE, add_batch, add_device, positive_int, roi, size
 from edgefreq.errors import UserError
 from edgefreq.runtime import service as line_service
 from edgefreq.runtime.backends import embedded_engine, open_backend
@@ -56,8 +56,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_batch(p, 1, "up to N queued frames are inspected together")
     add_device(p, ENGINE_DEVICE)
     p.add_argument("--fd", default="auto", choices=("auto", "opencv", "torch", "triton"), help="FD implementation (default: Triton on CUDA, OpenCV on CPU)")
-    p.add_argument("--width", type=int, default=0, help="requested camera width")
-    p.add_argument("--height", type=int, default=0, help="requested camera height")
+    p.add_argument("--resolution", type=size("--resolution"), metavar="WxH",
+                   help="requested camera resolution, width x height, e.g. 1280x720 (default: the camera's)")
     p.add_argument("--fps", type=float, default=0.0, help="requested camera frame rate")
     p.add_argument("--loop", type=int, help="passes over a file or folder (0 = forever; default 1)")
     p.add_argument("--rate", type=float, help="frames per second from files and the synthetic line (0 = as fast as possible)")
@@ -95,7 +95,7 @@ def run_line_of(args: argparse.Namespace, service: line_service.LineService) -> 
     if triggers is not None:
         take_triggers(triggers, args.sink or [], service)
     options = SourceOptions(
-        width=args.width, height=args.height, fps=args.fps,
+        width=args.resolution[0] if args.resolution else 0, height=args.resolution[1] if args.resolution else 0, fps=args.fps,
         loop=1 if args.loop is None else args.loop,
         timeout=args.timeout,
         rate=defaults["rate"] if args.rate is None else args.rate,

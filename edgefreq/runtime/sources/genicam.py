@@ -10,7 +10,7 @@ BayerBG8 -> BGR; RGB8, BGR8; default: the camera's own format when it is one of 
 first of these it offers), exposure (microseconds or auto), gain (dB or auto), roi (X,Y,W,H: the
 sensor region read out, not the model's --roi), trigger (free, software, hardware), trigger_source
 (hardware only, default Line1), trigger_activation (hardware only: RisingEdge, FallingEdge, ...),
-buffers (stream buffers, default 8). The options every source has: --width/--height set the sensor
+buffers (stream buffers, default 8). The options every source has: --resolution WxH sets the sensor
 region's size at offset 0 (give roi= instead to place it), --fps the free-running frame rate,
 --timeout the stall detection.
 
@@ -38,6 +38,7 @@ import cv2
 import numpy as np
 
 from edgefreq.errors import UserError
+from edgefreq.geometry import parse_roi
 from edgefreq.runtime.uri import Uri, uri_error
 
 from .base import Source
@@ -114,14 +115,10 @@ def parse_genicam(uri: Uri) -> tuple[str | None, GenICamSettings]:
         if key in values and trigger != "hardware":
             raise uri.error(f"{key} is for trigger=hardware (this URI asks for trigger={trigger})")
     try:
-        roi = tuple(int(v) for v in values["roi"].split(",")) if "roi" in values else None
-        buffers = int(values.get("buffers", 8))
-    except ValueError:
-        raise uri.error("roi must be X,Y,WIDTH,HEIGHT in pixels and buffers an integer") from None
-    if roi is not None and (len(roi) != 4 or min(roi) < 0 or min(roi[2:]) == 0):
-        raise uri.error(f"roi must be X,Y,WIDTH,HEIGHT with X, Y >= 0 and WIDTH, HEIGHT > 0, got {values['roi']!r}")
-    if buffers < 2:
-        raise uri.error(f"buffers must be at least 2, got {buffers}")
+        roi = parse_roi(values["roi"], "roi") if "roi" in values else None
+    except UserError as exc:
+        raise uri.error(str(exc)) from None
+    buffers = uri.number("buffers", values.get("buffers", "8"), int, 2, 1024)
     return device, GenICamSettings(
         pixel_format=fmt,
         exposure=_level(uri, "exposure", values.get("exposure")),
@@ -205,7 +202,7 @@ class GenICamSource(Source):
         if settings.trigger != "free" and options.fps:
             raise uri_error("source", uri, f"--fps is for a free-running camera; with trigger={settings.trigger} the trigger sets the rate")
         if settings.roi and options.width:
-            raise uri_error("source", uri, "give the sensor region either as roi= or as --width/--height, not both")
+            raise uri_error("source", uri, "give the sensor region either as roi= or as --resolution, not both")
         super().__init__(uri)
         self.settings = settings
         self._device = device

@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from edgefreq.errors import UserError
+from edgefreq.geometry import parse_size
 from edgefreq.runtime.uri import Uri
 
 from .base import Sample, Source
@@ -266,16 +267,17 @@ SYNTHETIC_DEFAULT_SIZE = (128, 128)  # height, width
 
 
 def open_synthetic(uri: Uri, options: SourceOptions) -> SyntheticSource:
-    """synthetic://?seed=0&defect_rate=0.1&size=WIDTHxHEIGHT (default size: --width/--height, else 128x128)."""
+    """synthetic://?seed=0&defect_rate=0.1&size=WIDTHxHEIGHT (default size: --resolution, else 128x128)."""
     if uri.location.strip("/"):
         raise uri.error("write options as a query, e.g. synthetic://?seed=0&defect_rate=0.1&size=128x128")
     values = uri.options(SYNTHETIC_KEYS)
     size = (options.height, options.width) if options.width else SYNTHETIC_DEFAULT_SIZE
     if "size" in values:
-        width, _, height = values["size"].lower().partition("x")
-        if not (width.isdigit() and height.isdigit()):
-            raise uri.error(f"option size={values['size']!r} must be WIDTHxHEIGHT, e.g. 128x128")
-        size = (int(height), int(width))
+        try:
+            width, height = parse_size(values["size"], "option size")
+        except UserError as exc:
+            raise uri.error(str(exc)) from None
+        size = (height, width)
     seed = uri.number("seed", values.get("seed", "0"), int, 0, 2**63 - 1)
     defect_rate = uri.number("defect_rate", values.get("defect_rate", "0.1"), float, 0.0, 1.0)
     return SyntheticSource(uri.text, SyntheticLine(size, seed, defect_rate))
