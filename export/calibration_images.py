@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgefreq.data.images import load_image
+from edgefreq.image_file import load_image
 from edgefreq.errors import UserError
 from edgefreq.kernels import Preprocess, frame_to_bands
 from edgefreq.rundir import read_split

@@ -11,7 +11,7 @@ import pytest
 
 from edgefreq.errors import UserError
 from edgefreq.runtime.capture import Capture
-from edgefreq.runtime.inspector import Inspection
+from edgefreq.runtime.record import Inspection
 from edgefreq.runtime.loop import run_line
 from edgefreq.runtime.sources import SourceOptions
 from test_capture import ScriptedSource as Script  # images, None (a timeout), exceptions, then the end

@@ -10,7 +10,7 @@ import pytest
 
 from edgefreq.errors import UserError
 from edgefreq.runtime.display import compose
-from edgefreq.runtime.inspector import Inspection
+from edgefreq.runtime.record import Inspection
 from edgefreq.runtime.sinks import open_sink
 from edgefreq.runtime.sinks import display as display_sink
 

@@ -2,7 +2,9 @@
 
 from .forge import ForgeConfig, forge_batch, forge_with_mask
 from .image_dataset import ImageDataset
-from .images import IMAGE_EXTENSIONS, load_image, load_mask
+from edgefreq.image_file import IMAGE_EXTENSIONS, load_image
+
+from .images import load_mask
 from .layout import DatasetIndex, Sample, scan_dataset
 from .split import split_train_calibration
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from edgefreq.errors import UserError
 
-from .images import is_image_file
+from edgefreq.image_file import is_image_file
 
 GOOD = "good"
 MASK_SUFFIX = "_mask"

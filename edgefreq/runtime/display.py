@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 
 from edgefreq.heatmap import overlay, to_bgr
-from edgefreq.runtime.inspector import Inspection
+from edgefreq.runtime.record import Inspection
 
 
 def compose(inspection: Inspection, vmax: float) -> np.ndarray:

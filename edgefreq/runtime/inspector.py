@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ from edgefreq.calibration import is_nok
 from edgefreq.errors import UserError
 from edgefreq.kernels import frame_to_bands, registered, without_registration
 from edgefreq.runtime.frame import Frame
-from edgefreq.runtime.record import Decision
+from edgefreq.runtime.record import Decision, Inspection
 
 log = logging.getLogger("edgefreq")
 
@@ -39,15 +39,6 @@ def as_batch(images: list[np.ndarray]) -> np.ndarray:
     """Frames of one shape (H x W gray or H x W x C) as one B x H x W x C batch: the only batch layout
     the runtime hands to FD, so a stack of gray frames is never mistaken for one colour frame."""
     return np.stack([image[:, :, None] if image.ndim == 2 else image for image in images])
-
-
-@dataclass
-class Inspection:
-    decision: Decision
-    frame: Frame
-    amap: np.ndarray | None
-    view: np.ndarray | None  # the part of the frame the model saw (the ROI), which the map covers; None: no image
-    error: str | None = None
 
 
 class Inspector:

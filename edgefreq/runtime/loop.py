@@ -24,8 +24,8 @@ import numpy as np
 from edgefreq.errors import UserError
 from edgefreq.runtime.capture import Capture
 from edgefreq.runtime.frame import Frame
-from edgefreq.runtime.inspector import Inspection, Inspector
-from edgefreq.runtime.record import LATENCY_STAGES
+from edgefreq.runtime.inspector import Inspector
+from edgefreq.runtime.record import LATENCY_STAGES, Inspection
 from edgefreq.runtime.sources import EndOfStream
 from edgefreq.runtime.trigger import Trigger, Triggers, missed_part
 

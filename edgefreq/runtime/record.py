@@ -13,9 +13,14 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgefreq.errors import UserError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from edgefreq.runtime.frame import Frame
 
 SCHEMA = "edgefreq.decision/3"
 # /1 records have no threshold_source; /1 and /2 no part_id, trigger_ts, reason, latency_ms.trigger
@@ -239,3 +244,16 @@ def schema_problem(value: Any, schema: Mapping[str, Any], path: str = "") -> str
                 if problem:
                     return problem
     return None
+
+
+@dataclass
+class Inspection:
+    """One part as the line hands it on (sinks, the page, the display): its decision, its frame,
+    the anomaly map and the view it covers (the ROI the model saw, in the reference pose when the
+    engine registers; None: no image), and why it was not inspected (error) if it was not."""
+
+    decision: Decision
+    frame: Frame
+    amap: np.ndarray | None
+    view: np.ndarray | None
+    error: str | None = None

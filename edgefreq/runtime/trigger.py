@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from edgefreq.errors import UserError
 from edgefreq.runtime.frame import Frame
-from edgefreq.runtime.inspector import Inspection
+from edgefreq.runtime.record import Inspection
 from edgefreq.runtime.record import Decision
 
 log = logging.getLogger("edgefreq")

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from edgefreq.runtime.display import compose
-from edgefreq.runtime.inspector import Inspection
+from edgefreq.runtime.record import Inspection
 from edgefreq.runtime.record import Decision
 from edgefreq.runtime.sinks.base import Item, Sink
 from edgefreq.runtime.sinks.options import SinkOptions

@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgefreq.data.images import IMAGE_EXTENSIONS, load_image
+from edgefreq.image_file import IMAGE_EXTENSIONS, load_image
 from edgefreq.errors import UserError
 from edgefreq.runtime.uri import Uri, uri_error
 
