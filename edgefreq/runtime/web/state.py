@@ -55,7 +55,7 @@ class Part:
     `id` is the decision's number in this run (a triggered part no frame came for has no frame id)."""
 
     id: int
-    inspection: object  # edgefreq.runtime.inspector.Inspection
+    inspection: object  # edgefreq.runtime.record.Inspection
     record: dict
     kept_at: float
 
