@@ -12,7 +12,7 @@ carries. Stages, in milliseconds per batch of B frames:
     capture            reading B frames from the source (decoding files, rendering the synthetic
                        line, a camera's read): in the line this runs in its own thread, so it is
                        reported but not part of the frame -> decision latency
-    preprocess         ROI crop, resize, normalize and FD (kernels.frame_to_bands)
+    preprocess         ROI crop, registration (preprocess.register), resize, normalize and FD (kernels.frame_to_bands)
     infer              the engine (backend.infer: bands -> score, amap)
     decide             threshold and decision records, up to the batch's last frame
     frame_to_decision  the whole inspect call: the time from B frames in hand to their B
