@@ -178,10 +178,13 @@ def read_split(run: Path) -> tuple[Path, list[Path], list[Path]]:
 
 
 def training_key(cfg: RunConfig) -> dict[str, Any]:
-    """Everything training reads: the config without the scoring keys (models.SCORING_KEYS)."""
+    """Everything training reads: the config without the scoring keys (models.SCORING_KEYS) and
+    without the reference pose, which training fits (deterministically, from the split) rather
+    than reads: a run and its scoring twin, one fitted and one not yet, are the same training."""
     d = to_dict(cfg)
     for key in SCORING_KEYS:
         d["model"].pop(key)
+    d["preprocess"].pop("reference")
     return d
 
 

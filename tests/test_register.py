@@ -18,7 +18,7 @@ from edgefreq.errors import UserError
 from edgefreq.evaluate import evaluate
 from edgefreq.kernels import Preprocess, frame_to_bands, preprocess_frame, registered
 from edgefreq.kernels import register as register_pose
-from edgefreq.rundir import load_config, read_config
+from edgefreq.rundir import load_config, read_config, training_key
 from edgefreq.runtime.backends import open_backend
 from edgefreq.runtime.frame import Frame
 from edgefreq.runtime.inspector import Inspector
@@ -123,6 +123,11 @@ def test_the_reference_is_fitted_on_the_training_split_and_a_rerun_resumes(tmp_p
     assert first == register_pose.encode_reference(register_pose.fit_reference(load_image(data / p) for p in split["train"]))
     train(cfg, data, tmp_path / "run")  # the same command again resumes: same reference, no refusal
     assert read_config(tmp_path / "run").preprocess.reference == first
+    # the reference is fitted, not read: the plain config is the same training (a scoring twin finds it)
+    assert training_key(cfg) == training_key(read_config(tmp_path / "run"))
+    with pytest.raises(UserError, match="scoring setting that needs no training"):
+        train(load_config("variation", ["preprocess.size=[64, 64]", "preprocess.register=rigid", "data.calibration_fraction=0.5",
+                                        "model.map=msgms"]), data, tmp_path / "run")
 
 
 def test_every_fd_path_registers_once():
