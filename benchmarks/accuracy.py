@@ -25,6 +25,7 @@ import shlex
 import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +85,7 @@ def run_one(entry: dict, seed: int, runs: Path) -> dict:
         train(cfg, data, out)
     else:
         shutil.copytree(twin, out, ignore=shutil.ignore_patterns("eval", "calibration.yaml", STATS_FILE, VALIDATION_FILE, "checkpoint*"), dirs_exist_ok=True)
+        cfg = replace(cfg, preprocess=read_config(twin).preprocess)  # the twin's, with what training fitted (the reference pose)
         write_yaml(out / "config.yaml", to_dict(cfg), "config")
     train_s = time.perf_counter() - t0
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
