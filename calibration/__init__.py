@@ -2,9 +2,10 @@
 
 from .calibration import Calibration, normalize_score
 from .normal_range import QUANTILES, NormalRange
-from .policy import KINDS, ThresholdPolicy, false_reject_rate, is_nok
+from .policy import COMPARED_POLICIES, KINDS, ThresholdPolicy, false_reject_rate, is_nok
 
 __all__ = [
+    "COMPARED_POLICIES",
     "KINDS",
     "QUANTILES",
     "Calibration",

@@ -89,6 +89,17 @@ def is_nok(scores: Any, threshold: float) -> Any:
     return bool(out) if out.ndim == 0 else out
 
 
+# The policies calibration's validation compares on forgeries and benchmarks/operating_points.py on a
+# test set: the line's choice (the cost of a false reject against an escape) made on the same menu.
+COMPARED_POLICIES = (
+    ThresholdPolicy(kind="max_margin", margin=0.1),
+    ThresholdPolicy(kind="max_margin", margin=0.0),
+    ThresholdPolicy(kind="quantile", q=0.95),
+    ThresholdPolicy(kind="mean_std", k=3.0),
+    ThresholdPolicy(kind="mean_std", k=2.0),
+)
+
+
 def false_reject_rate(scores: Any, threshold: float) -> float:
     """Fraction of normal scores that are NOK at `threshold` (good parts that would be rejected)."""
     array = np.asarray(scores, dtype=np.float64).reshape(-1)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from edgefreq.calibration import Calibration, ThresholdPolicy, is_nok
+from edgefreq.calibration import COMPARED_POLICIES, Calibration, ThresholdPolicy, false_reject_rate, is_nok
 from edgefreq.config import from_dict, to_dict, write_yaml
 from edgefreq.data import ForgeConfig, forge_batch, scan_dataset
 from edgefreq.errors import UserError
@@ -75,13 +75,17 @@ def calibrate(
     )
     scores, forged_scores = model.head.fit(raw, latent, forged)
     calibration = Calibration.from_scores(scores.numpy(), policy)
+    good, fakes = scores.numpy(), forged_scores.numpy()
     validation = {
-        "forged_auroc": forged_auroc(scores.numpy(), forged_scores.numpy()),
+        "forged_auroc": forged_auroc(good, fakes),
         # the operating point on forgeries: the share the calibrated threshold lets through
-        "forged_escape_rate": float(np.mean(~is_nok(forged_scores.numpy(), calibration.threshold))),
+        "forged_escape_rate": float(np.mean(~is_nok(fakes, calibration.threshold))),
         "images": len(paths),
         "what": "good calibration images (leave-one-out scores) vs a CutPaste + CutOut forged copy of each, no test image",
         "scoring": scoring_settings(cfg.model),
+        # the menu of operating points, no test image: each compared policy's threshold on these
+        # leave-one-out scores, the share of them it rejects and the share of forgeries it lets through
+        "policies": [operating_point(p, Calibration.from_scores(good, p).threshold, good, fakes) for p in COMPARED_POLICIES],
     }
     # written only now that everything is computed: a failure above leaves the run as it was
     if overrides:
@@ -91,6 +95,15 @@ def calibrate(
     calibration.save(run / "calibration.yaml")
     write_yaml(run / VALIDATION_FILE, validation, "validation")
     return calibration
+
+
+def operating_point(policy: ThresholdPolicy, threshold: float, good: np.ndarray, forged: np.ndarray) -> dict:
+    return {
+        "policy": policy.describe(),
+        "threshold": float(threshold),
+        "calibration_false_reject_rate": false_reject_rate(good, threshold),
+        "forged_escape_rate": float(np.mean(~is_nok(forged, threshold))),
+    }
 
 
 def forged_auroc(good: np.ndarray, forged: np.ndarray) -> float | None:

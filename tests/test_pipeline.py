@@ -165,7 +165,8 @@ def test_accuracy_driver_rows_resume_and_reuse_weights(dataset: Path, tmp_path: 
     assert (rows[0]["false_reject_rate"], rows[0]["escape_rate"]) == (mean_report["false_reject_rate"], mean_report["escape_rate"])
     assert rows[1]["threshold"] < rows[0]["threshold"] and rows[1]["escape_rate"] <= rows[0]["escape_rate"]
     assert points.main([str(mean_run), "--out", str(tmp_path / "points.md")]) == 0
-    assert (tmp_path / "points.md").read_text().count(f"| {mean_run.name} |") == len(points.POLICIES)
+    assert (tmp_path / "points.md").read_text().count(f"| {mean_run.name} |") == len(points.COMPARED_POLICIES)
+    assert rows[0]["forged_escape_rate"] == yaml.safe_load((mean_run / "validation.yaml").read_text())["forged_escape_rate"]
     assert points.main([str(tmp_path)]) == 2
     uncalibrated = tmp_path / "uncalibrated"
     shutil.copytree(mean_run / "eval", uncalibrated / "eval")

@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 import edgefreq.train as train_mod
 from conftest import train_interrupted_then_resumed
 from edgefreq.calibrate import calibrate
-from edgefreq.calibration import ThresholdPolicy
+from edgefreq.calibration import COMPARED_POLICIES, ThresholdPolicy
 from edgefreq.errors import UserError
 from edgefreq.evaluate import warnings_for
 from edgefreq.models.ocrgan import OCRGAN
@@ -167,6 +167,13 @@ def test_rescoring_a_trained_run_without_training(shapes: Path, tmp_path: Path) 
     validation = yaml.safe_load((run / "validation.yaml").read_text())
     assert 0.0 <= validation["forged_auroc"] <= 1.0 and validation["images"] == 5
     assert 0.0 <= validation["forged_escape_rate"] <= 1.0
+    menu = {row["policy"]: row for row in validation["policies"]}  # every compared policy's operating point on forgeries
+    assert list(menu) == [p.describe() for p in COMPARED_POLICIES]
+    assert menu[second.policy.describe()]["threshold"] == pytest.approx(second.threshold)
+    assert menu[second.policy.describe()]["forged_escape_rate"] == validation["forged_escape_rate"]
+    assert menu["max + 0.1 * (max - min)"]["calibration_false_reject_rate"] == 0.0  # above every calibration score
+    escapes = [menu[p]["forged_escape_rate"] for p in ("max + 0.1 * (max - min)", "max + 0.0 * (max - min)")]
+    assert escapes[0] >= escapes[1]  # a higher threshold lets through at least as many forgeries
     assert validation["scoring"]["map"] == "msgms"
     model, cfg = load_run(run)
     assert cfg.model.normalize == "pixel" and not torch.all(model.head.pixel_std == 1)
