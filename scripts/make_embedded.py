@@ -24,6 +24,7 @@ import json
 import shutil
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -35,7 +36,8 @@ from edgefreq.calibration import Calibration, ThresholdPolicy
 from edgefreq.evaluate import evaluate
 from edgefreq.export.calibration_images import calibration_paths, sample_bands
 from edgefreq.export.onnx import export_onnx
-from edgefreq.rundir import load_config, load_run
+from edgefreq.models.config import SCORING_KEYS
+from edgefreq.rundir import RunConfig, load_config, load_run, read_config, training_key
 from edgefreq.runtime.sources.synthetic import SyntheticLine
 from edgefreq.train import train
 
@@ -48,6 +50,10 @@ CANDIDATES = {  # the input size is the embedded config's; `--set "preprocess.si
     "embedded": ("embedded", []),
     "wfdl": ("edge", ["preprocess.size=[128, 128]", "train.epochs=40"]),
     "variation": ("variation", ["preprocess.size=[128, 128]"]),
+    # the caps turn by up to 10 degrees and shift by 3 %: each candidate again with registration to the reference pose
+    "embedded-register": ("embedded", ["preprocess.register=rigid"]),
+    "wfdl-register": ("edge", ["preprocess.size=[128, 128]", "train.epochs=40", "preprocess.register=rigid"]),
+    "variation-register": ("variation", ["preprocess.size=[128, 128]", "preprocess.register=rigid"]),
 }
 SCORINGS = {
     "sq-mean": ["model.map=sq", "model.normalize=none", "model.score_reduce=mean"],
@@ -76,6 +82,18 @@ def write_dataset(root: Path, stream: int) -> None:
             cv2.imwrite(str(root / "ground_truth" / kind / f"{i:04d}_mask.png"), mask)
 
 
+def candidate_config(config: str, overrides: list[str], trained: Path) -> RunConfig:
+    """The candidate's config; where `trained` holds an earlier build's run of the same training (the
+    config's scoring keys changed since), that run's scoring keys, so its weights are kept: every
+    candidate is scored again with each of SCORINGS anyway."""
+    cfg = load_config(config, overrides)
+    if (trained / "config.yaml").exists():
+        old = read_config(trained)
+        if training_key(old) == training_key(cfg):
+            cfg = replace(cfg, model=replace(cfg.model, **{k: getattr(old.model, k) for k in SCORING_KEYS}))
+    return cfg
+
+
 def rescore(run: Path, variant: Path, overrides: list[str]) -> None:
     """A copy of `run` calibrated with other scoring keys (the same weights: training never reads them)."""
     variant.mkdir(exist_ok=True)
@@ -98,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     chosen, val_auroc, seconds = None, {}, {}
     for name, (config, overrides) in CANDIDATES.items():
         trained = work / f"run-{name}"
-        train(load_config(config, overrides + args.set), data, trained)
+        train(candidate_config(config, overrides + args.set, trained), data, trained)
         seconds[name] = sum(json.loads(line)["seconds"] for line in (trained / "train_log.jsonl").read_text().splitlines())
         for scoring, keys in SCORINGS.items():
             variant = work / f"run-{name}-{scoring}"
