@@ -151,3 +151,30 @@ def test_bad_registration_settings_are_one_line_errors():
         Preprocess(register="rigid", reference="bm90IGEgcG5n")
     with pytest.raises(UserError, match="holds no reference pose"):
         preprocess_frame(part(), Preprocess(size=(64, 64), register="rigid"))
+
+
+def test_the_accuracy_driver_rescores_a_registered_run_on_its_weights(tmp_path, monkeypatch):
+    """A scoring twin of a registered run is calibrated on its weights and its fitted reference pose."""
+    import json
+
+    from conftest import load_benchmark
+
+    data = tmp_path / "data"
+    turned_set(data, np.random.default_rng(2), good=12, defects=2)
+    driver = load_benchmark("accuracy")
+    monkeypatch.setattr(driver, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(driver, "JSONL", tmp_path / "results" / "accuracy.jsonl")
+    base = ["preprocess.size=[64, 64]", "preprocess.register=rigid", "data.calibration_fraction=0.25", "train.device=cpu"]
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(json.dumps({"runs": [
+        {"name": "sq", "dataset": str(data), "config": "variation", "overrides": base},
+        {"name": "msgms", "dataset": str(data), "config": "variation", "overrides": [*base, "model.map=msgms"]},
+    ]}))
+    trained = []
+    real_train = driver.train
+    monkeypatch.setattr(driver, "train", lambda cfg, d, out: trained.append(out.name) or real_train(cfg, d, out))
+    assert driver.main([str(plan), "--runs", str(tmp_path / "runs")]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "results" / "accuracy.jsonl").read_text().splitlines()]
+    assert trained == ["data-sq-seed1"] and rows[1]["weights_from"] == "data-sq-seed1"
+    twin = read_config(tmp_path / "runs" / "data-msgms-seed1").preprocess
+    assert twin.reference == read_config(tmp_path / "runs" / "data-sq-seed1").preprocess.reference is not None
