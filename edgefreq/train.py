@@ -46,7 +46,7 @@ def seed_everything(seed: int) -> None:
 
 def with_reference(cfg: RunConfig, train_paths: list[Path]) -> RunConfig:
     """With preprocess.register rigid, `cfg` holding the reference pose fitted on the training images'
-    ROIs (never a calibration or test image); deterministic, so a resumed run fits the same one."""
+    ROIs (never a calibration or test image)."""
     spec = cfg.preprocess
     if spec.register == "none" or spec.reference is not None:
         return cfg
@@ -74,7 +74,10 @@ def prepare_run(cfg: RunConfig, data: Path, out: Path) -> tuple[RunConfig, list[
         "calibration": [str(p.relative_to(index.root)) for p in calib_paths],
     }
     old = read_config(out) if (out / "config.yaml").exists() else None
-    cfg = with_reference(cfg, train_paths)
+    if old is not None and cfg.preprocess.reference is None:  # resuming: the run's own reference pose, not fitted again
+        cfg = replace(cfg, preprocess=replace(cfg.preprocess, reference=old.preprocess.reference))
+    else:
+        cfg = with_reference(cfg, train_paths)
     if old is not None:
         diff = first_difference(training_key(old), training_key(cfg))
         if diff:

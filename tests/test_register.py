@@ -113,7 +113,7 @@ def test_a_turned_part_is_inspected_in_the_reference_pose(tmp_path):
     assert all(d.verdict == "OK" for d in decisions), [d.score for d in decisions]
 
 
-def test_the_reference_is_fitted_on_the_training_split_and_a_rerun_resumes(tmp_path):
+def test_the_reference_is_fitted_on_the_training_split_and_a_rerun_resumes(tmp_path, monkeypatch):
     data = tmp_path / "data"
     turned_set(data, np.random.default_rng(1), good=8, defects=1)
     cfg = load_config("variation", ["preprocess.size=[64, 64]", "preprocess.register=rigid", "data.calibration_fraction=0.5"])
@@ -121,6 +121,12 @@ def test_the_reference_is_fitted_on_the_training_split_and_a_rerun_resumes(tmp_p
     first = read_config(tmp_path / "run").preprocess.reference
     split = yaml.safe_load((tmp_path / "run" / "split.yaml").read_text())
     assert first == register_pose.encode_reference(register_pose.fit_reference(load_image(data / p) for p in split["train"]))
+    import edgefreq.train as train_module
+
+    def no_refit(images):
+        raise AssertionError("a resumed run takes its own reference pose, it does not fit one again")
+
+    monkeypatch.setattr(train_module, "fit_reference", no_refit)
     train(cfg, data, tmp_path / "run")  # the same command again resumes: same reference, no refusal
     assert read_config(tmp_path / "run").preprocess.reference == first
     # the reference is fitted, not read: the plain config is the same training (a scoring twin finds it)
