@@ -48,6 +48,7 @@ def to_gray_small(image: np.ndarray, size: int = REGISTRATION_SIZE) -> np.ndarra
     return cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
 
 
+@lru_cache(maxsize=4)
 def _window(size: int) -> np.ndarray:
     return cv2.createHanningWindow((size, size), cv2.CV_32F)
 
@@ -56,6 +57,7 @@ def _rotation(angle: float, size: int) -> np.ndarray:
     return cv2.getRotationMatrix2D((size / 2.0, size / 2.0), angle, 1.0)
 
 
+@lru_cache(maxsize=4)
 def _centre_disk(size: int) -> np.ndarray:
     yy, xx = np.mgrid[:size, :size] - (size - 1) / 2.0
     return (xx * xx + yy * yy) <= (0.45 * size) ** 2
@@ -85,8 +87,8 @@ def _best_angle(image: np.ndarray, reference: np.ndarray, angles) -> tuple[float
 
 def estimate_pose(image: np.ndarray, reference: np.ndarray) -> tuple[float, float, float, float]:
     """(angle in degrees, dx, dy, peak) of the rigid motion taking `image` onto `reference`, both
-    gray float32 of one square size (even); dx, dy in that grid's pixels; peak = the phase-correlation
-    response at the chosen angle (1 = the same image)."""
+    gray float32 of one square size (even); dx, dy in that grid's pixels; peak = the correlation
+    coefficient with the reference on the central disk at the chosen angle (1 = the same image)."""
     half = reference.shape[0] // 2
     coarse = _best_angle(
         cv2.resize(image, (half, half), interpolation=cv2.INTER_AREA),
@@ -121,7 +123,6 @@ def fit_reference(images, size: int = REGISTRATION_SIZE, rounds: int = 2) -> np.
                                         flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
         reference = np.mean(moved, axis=0).astype(np.float32)
     return reference
-
 
 
 def encode_reference(reference: np.ndarray) -> str:
