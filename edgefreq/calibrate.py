@@ -85,7 +85,7 @@ def calibrate(
         "scoring": scoring_settings(cfg.model),
         # the menu of operating points, no test image: each compared policy's threshold on these
         # leave-one-out scores, the share of them it rejects and the share of forgeries it lets through
-        "policies": [operating_point(p, Calibration.from_scores(good, p).threshold, good, fakes) for p in COMPARED_POLICIES],
+        "policies": [operating_point(p, p.threshold(calibration.range), good, fakes) for p in COMPARED_POLICIES],
     }
     # written only now that everything is computed: a failure above leaves the run as it was
     if overrides:
