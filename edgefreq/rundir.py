@@ -29,6 +29,7 @@ from edgefreq.data.forge import ForgeConfig
 from edgefreq.errors import UserError
 from edgefreq.kernels import Preprocess
 from edgefreq.models import SCORING_KEYS, ModelConfig, build_model
+from edgefreq.models.config import SEGMENTER_INPUT_KEYS
 from edgefreq.models.score_head import scoring_settings
 
 CONFIGS_DIR = Path(__file__).parent / "configs"
@@ -61,6 +62,9 @@ class TrainConfig:
     amp: bool = True  # mixed precision on CUDA (ignored on CPU)
     fd_impl: str = "auto"  # FD implementation during training (kernels.IMPLS)
     threads: int = 0  # torch CPU threads; 0 = half the CPUs this process may use, at least 1
+    # the segmentation stage (model.segment > 0), after the `epochs` of the reconstruction model
+    segment_epochs: int = 40
+    segment_lr: float = 1e-3  # Adam; x 0.2 after 80 % and again after 90 % of segment_epochs
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -69,6 +73,8 @@ class TrainConfig:
             raise UserError(f"train.optimizer must be adam or radam, got {self.optimizer!r}")
         if not 0.0 <= self.ema < 1.0:
             raise UserError(f"train.ema must be in [0, 1) (0 = off, e.g. 0.999), got {self.ema}")
+        if self.segment_epochs < 1 or not self.segment_lr > 0:
+            raise UserError("train.segment_epochs must be at least 1 and train.segment_lr > 0")
         if self.warmup_epochs < 0 or self.threads < 0:
             raise UserError("train.warmup_epochs and train.threads must be >= 0")
 
@@ -183,7 +189,8 @@ def training_key(cfg: RunConfig) -> dict[str, Any]:
     than reads: a run and its scoring twin, one fitted and one not yet, are the same training."""
     d = to_dict(cfg)
     for key in SCORING_KEYS:
-        d["model"].pop(key)
+        if not (cfg.model.segment and key in SEGMENTER_INPUT_KEYS):  # a segmenter is trained on that map
+            d["model"].pop(key)
     d["preprocess"].pop("reference")
     return d
 

@@ -9,6 +9,8 @@ image has learned nothing a template does not know; the run ends with one line s
 did (RUN/train_summary.yaml; eval and export repeat it). GAN steps follow the public code: the
 D step reuses G's reconstruction (detached), carries the latent term, and D is re-initialized
 when its loss collapses (D_COLLAPSE). With train.ema the moving average of the weights is the model.
+With model.segment a segmentation stage follows (train.segment_epochs, numbered after the epochs):
+the reconstruction is frozen and a segmentation head learns forged anomalies' masks on top of it.
 """
 
 from __future__ import annotations
@@ -27,12 +29,13 @@ from tqdm import tqdm
 
 from edgefreq.config import to_dict, write_yaml
 from edgefreq.data import ImageDataset, load_image, scan_dataset, split_train_calibration
-from edgefreq.data.forge import forge_batch
+from edgefreq.data.forge import forge_batch, forge_mixed
 from edgefreq.errors import UserError
 from edgefreq.kernels import decouple
 from edgefreq.kernels.preprocess import roi_box
 from edgefreq.kernels.register import encode_reference, fit_reference
 from edgefreq.models import build_model
+from edgefreq.models.segmenter import focal_loss
 from edgefreq.rundir import SUMMARY_FILE, RunConfig, first_difference, read_config, resolve_device, set_threads, training_key
 
 D_COLLAPSE = 1e-5  # a D loss below this re-initializes D (the public Skip-GANomaly / OCR-GAN code's rule)
@@ -215,6 +218,8 @@ def train(cfg: RunConfig, data: Path, out: Path) -> Path:
     seed_everything(cfg.train.seed)
     model = build_model(cfg.model, cfg.preprocess.channels, cfg.preprocess.levels, cfg.preprocess.size).to(device)
     optimizers = {"g": make_optimizer(model.generator_parameters(), cfg), "d": make_optimizer(model.discriminator_parameters(), cfg)}
+    if model.segmenter is not None:
+        optimizers["s"] = torch.optim.Adam(model.segmenter_parameters(), lr=cfg.train.segment_lr)
     cfg, train_paths, calib_paths = prepare_run(cfg, Path(data), out)
     spec = cfg.preprocess
     dataset = ImageDataset(train_paths, spec)
@@ -234,8 +239,9 @@ def train(cfg: RunConfig, data: Path, out: Path) -> Path:
     if weights.exists():  # written only when training finished (a twin copied without its checkpoint too)
         tqdm.write(f"{out}: already trained ({cfg.train.epochs} epochs)")
         return weights
+    total = cfg.train.epochs + (cfg.train.segment_epochs if model.segmenter is not None else 0)
     if done:
-        tqdm.write(f"resuming {out} after epoch {done}/{cfg.train.epochs}")
+        tqdm.write(f"resuming {out} after epoch {done}/{total}")
     tqdm.write(
         f"training {cfg.model.kind} on {len(train_paths)} images ({len(calib_paths)} held out for calibration), "
         f"{spec.size[0]}x{spec.size[1]}, {spec.levels} band(s), {device}, {torch.get_num_threads()} CPU thread(s)"
@@ -243,18 +249,81 @@ def train(cfg: RunConfig, data: Path, out: Path) -> Path:
     refs = content_references(model, in_order, spec, cfg.train.fd_impl, device)
     if model.trainable:
         run_epochs(cfg, model, optimizers, generators, ema, loader, refs, done, out, device)
-    else:
+    elif not done:  # a checkpoint of the segmentation stage already holds the fitted model
         start = time.perf_counter()
         model.fit(decouple(images.to(device), spec.levels, cfg.train.fd_impl, spec.clip_high) for images in in_order)
         with open(out / "train_log.jsonl", "a") as log:
-            log.write(json.dumps({"epoch": 1, "seconds": round(time.perf_counter() - start, 2), "fitted": True, **refs}) + "\n")
+            log.write(json.dumps({"epoch": cfg.train.epochs, "seconds": round(time.perf_counter() - start, 2), "fitted": True, **refs}) + "\n")
     final = ema.module if ema is not None else model
+    if model.segmenter is not None:
+        if done <= cfg.train.epochs:  # entering the stage: the reconstruction it is trained on is the final one
+            if ema is not None:
+                model.load_state_dict(ema.module.state_dict())
+            fit_segmenter_input(model, in_order, spec, cfg.train.fd_impl, device)
+        segment_epochs(cfg, model, optimizers, generators, ema, loader, max(done, cfg.train.epochs), out, device)
+        final = model
     summary = generator_check(cfg.model.kind, model.trainable, final_content(final, in_order, spec, cfg.train.fd_impl, device), refs)
     write_yaml(out / SUMMARY_FILE, summary, "training summary")
     save_file(state_tensors(final), str(weights))
     tqdm.write(summary["line"])
     tqdm.write(f"wrote {weights} ({'the moving average of the weights at ' if ema is not None else ''}the last epoch)")
     return weights
+
+
+@torch.no_grad()
+def fit_segmenter_input(model: torch.nn.Module, loader, spec, fd_impl: str, device: torch.device) -> None:
+    """The segmenter's input statistics: the error maps of the training images under the final reconstruction."""
+    model.eval()
+    maps = []
+    for images in loader:
+        bands = decouple(images.to(device), spec.levels, fd_impl, spec.clip_high)
+        maps.append(model.error(model.target(bands), model.reconstruct(bands)).cpu())
+    model.segmenter.fit_map_stats(torch.cat(maps))
+
+
+def segment_lr(cfg: RunConfig, k: int) -> float:
+    """The segmentation stage's learning rate in its epoch k (0-based): x 0.2 at 80 % and at 90 %."""
+    n = cfg.train.segment_epochs
+    return cfg.train.segment_lr * 0.2 ** ((k >= int(0.8 * n)) + (k >= int(0.9 * n)))
+
+
+def segment_epochs(cfg: RunConfig, model, optimizers: dict, generators: dict, ema, loader, done: int, out: Path, device) -> None:
+    """The segmentation stage: epochs done+1 .. epochs + segment_epochs, a checkpoint after each.
+
+    The reconstruction model is frozen (eval mode: BatchNorm statistics fixed); in every batch half
+    the images (drawn per image) are forged (data.forge_mixed) and the segmenter learns the mask of
+    what was forged (all zeros on the clean half) from (x, x_hat, error map) with the focal loss."""
+    spec = cfg.preprocess
+    optimizer = optimizers["s"]
+    start_epoch = cfg.train.epochs
+    for epoch in range(done, start_epoch + cfg.train.segment_epochs):
+        model.eval()
+        model.segmenter.train()
+        for group in optimizer.param_groups:
+            group["lr"] = segment_lr(cfg, epoch - start_epoch)
+        start = time.perf_counter()
+        total, count = 0.0, 0
+        for images in tqdm(loader, desc=f"segment epoch {epoch + 1}/{start_epoch + cfg.train.segment_epochs}", unit="batch", leave=False):
+            forged, mask = forge_mixed(images, cfg.forge, generators["forge"])
+            keep = torch.rand(images.shape[0], generator=generators["forge"]) < 0.5
+            forged = torch.where(keep.view(-1, 1, 1, 1), images, forged).to(device)
+            mask = (mask & ~keep.view(-1, 1, 1, 1)).to(device, forged.dtype)
+            with torch.no_grad():
+                bands = decouple(forged, spec.levels, cfg.train.fd_impl, spec.clip_high)
+                x_hat = model.reconstruct(bands)
+                err = model.error(forged, x_hat)
+            loss = focal_loss(model.segmenter(forged, x_hat, err), mask)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * images.shape[0]
+            count += images.shape[0]
+        seconds = time.perf_counter() - start
+        record = {"epoch": epoch + 1, "stage": "segment", "seconds": round(seconds, 2), "focal": total / count}
+        with open(out / "train_log.jsonl", "a") as log:
+            log.write(json.dumps(record) + "\n")
+        save_checkpoint(out, model, optimizers, epoch + 1, generators, ema)  # ema: unchanged, kept for a resume
+        tqdm.write(f"segment epoch {epoch + 1}/{start_epoch + cfg.train.segment_epochs}  focal {record['focal']:.4f}  {seconds:.1f} s")
 
 
 def run_epochs(cfg: RunConfig, model, optimizers: dict, generators: dict, ema, loader, refs: dict, done: int, out: Path, device) -> None:

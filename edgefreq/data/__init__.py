@@ -1,6 +1,6 @@
 """Data: image files, the MVTec AD layout, the train/calibration split, datasets, forged anomalies."""
 
-from .forge import ForgeConfig, forge_batch, forge_with_mask
+from .forge import ForgeConfig, forge_batch, forge_mixed, forge_with_mask
 from .image_dataset import ImageDataset
 from edgefreq.image_file import IMAGE_EXTENSIONS, load_image
 
@@ -15,6 +15,7 @@ __all__ = [
     "ImageDataset",
     "Sample",
     "forge_batch",
+    "forge_mixed",
     "forge_with_mask",
     "load_image",
     "load_mask",

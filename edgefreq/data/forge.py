@@ -21,6 +21,17 @@ patch about its per-channel mean by U(1 - j, 1 + j); saturation (3 channels) sca
 per-pixel channel mean by U(1 - j, 1 + j); the result is clipped to the image's per-channel
 [min, max]. Hue jitter (part of torchvision's ColorJitter in the OCR-GAN code) is left out: it
 needs raw RGB values.
+
+The segmentation head (model.segment, DRAEM's discriminative half) trains on `forge_mixed`: every
+image gets ONE family, drawn uniformly, so the head sees shapes beyond rectangles:
+- "cutpaste": CutPaste then CutOut as above;
+- "blobs": DRAEM-like irregular regions: Gaussian noise on a coarse grid (4, 8 or 16 cells a side,
+  one per image) upsampled bicubically to the image and thresholded at U(1, 2) std, filled with a
+  blend (weight U(0.3, 1)) of another image of the batch shifted by a random offset, the image
+  turned by 180 degrees, or the image itself with a flat offset of U(-1, 1) normalized units;
+- "scratches": thin lines (cracks, scratches): a polyline of 2-5 segments, each a random step of
+  ~H/6, 1 or 2 px wide, darker or brighter by U(0.3, 1) normalized units.
+Masks are what the forgery changed (CutPaste's rectangle even where the pasted patch looks alike).
 """
 
 from __future__ import annotations
@@ -163,6 +174,66 @@ def forge_with_mask(images: torch.Tensor, cfg: ForgeConfig, generator: torch.Gen
         out, region = _cutout(out, cfg, generator, rows, cols)
         changed |= region
     return out, changed
+
+
+def _blobs(images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    n, _, h, w = images.shape
+    device, dtype = images.device, images.dtype
+    cells = (4, 8, 16)[int(_offsets(generator, torch.tensor([2]))[0])]
+    noise = torch.randn(n, 1, cells, cells, generator=generator, device=generator.device).to(device, dtype)
+    noise = torch.nn.functional.interpolate(noise, size=(h, w), mode="bicubic", align_corners=False)
+    region = noise > _per_image(_uniform(generator, n, 1.0, 2.0, device).to(dtype))
+    shift = _offsets(generator, torch.tensor([h - 1, w - 1]))
+    other = images.roll(1, dims=0).roll((int(shift[0]), int(shift[1])), dims=(2, 3))
+    turned = images.flip(2).flip(3)
+    flat = images + _per_image(_uniform(generator, n, -1.0, 1.0, device).to(dtype))
+    source = _per_image(_offsets(generator, torch.full((n,), 2, device=device)))
+    fill = torch.where(source == 0, other, torch.where(source == 1, turned, flat))
+    beta = _per_image(_uniform(generator, n, 0.3, 1.0, device).to(dtype))
+    blended = images + beta * (fill - images)
+    low, high = images.amin(dim=(2, 3), keepdim=True), images.amax(dim=(2, 3), keepdim=True)
+    return torch.where(region, torch.maximum(torch.minimum(blended, high), low), images), region
+
+
+def _scratches(images: torch.Tensor, generator: torch.Generator, rows: torch.Tensor, cols: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    n, _, h, w = images.shape
+    device, dtype = images.device, images.dtype
+    segments = 5
+    start = torch.stack([_uniform(generator, n, 0, h - 1, device), _uniform(generator, n, 0, w - 1, device)], 1)
+    steps = torch.randn(n, segments, 2, generator=generator, device=generator.device, dtype=torch.float64).to(device) * (h / 6)
+    points = torch.cat([start[:, None], start[:, None] + steps.cumsum(1)], 1)
+    points = torch.maximum(torch.minimum(points, torch.tensor([h - 1.0, w - 1.0], device=device, dtype=torch.float64)), torch.zeros(2, device=device, dtype=torch.float64))
+    used = 2 + _offsets(generator, torch.full((n,), segments - 2, device=device))  # 2-5 segments
+    width = 1.0 + _offsets(generator, torch.ones(n, dtype=torch.long, device=device)).double()
+    py, px = rows.double().view(1, 1, h, 1), cols.double().view(1, 1, 1, w)
+    a, b = points[:, :-1], points[:, 1:]  # N x S x 2
+    ay, ax = a[..., 0, None, None], a[..., 1, None, None]
+    dy, dx = (b - a)[..., 0, None, None], (b - a)[..., 1, None, None]
+    t = (((py - ay) * dy + (px - ax) * dx) / (dy * dy + dx * dx).clamp_min(1e-9)).clamp(0, 1)
+    dist = ((py - ay - t * dy) ** 2 + (px - ax - t * dx) ** 2).sqrt()  # N x S x H x W
+    live = torch.arange(segments, device=device).view(1, -1, 1, 1) < used.view(-1, 1, 1, 1)
+    region = ((dist <= width.view(-1, 1, 1, 1) / 2) & live).any(1, keepdim=True)
+    sign = torch.where(_uniform(generator, n, 0, 1, device) < 0.5, -1.0, 1.0)
+    delta = _per_image((sign * _uniform(generator, n, 0.3, 1.0, device)).to(dtype))
+    low, high = images.amin(dim=(2, 3), keepdim=True), images.amax(dim=(2, 3), keepdim=True)
+    return torch.where(region, torch.maximum(torch.minimum(images + delta, high), low), images), region
+
+
+@torch.no_grad()
+def forge_mixed(images: torch.Tensor, cfg: ForgeConfig, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The segmentation head's forgeries: each image of a normalized N x C x H x W batch gets one
+    family (CutPaste + CutOut as in `cfg`, blobs or scratches, drawn uniformly); returns the forged
+    copies and the N x 1 x H x W bool mask of what changed."""
+    n, _, h, w = images.shape
+    rows = torch.arange(h, device=images.device).view(1, 1, h, 1)
+    cols = torch.arange(w, device=images.device).view(1, 1, 1, w)
+    pasted, pasted_mask = forge_with_mask(images, cfg if cfg.active else ForgeConfig(), generator)
+    blobs, blob_mask = _blobs(images, generator)
+    lines, line_mask = _scratches(images, generator, rows, cols)
+    family = _per_image(_offsets(generator, torch.full((n,), 2, device=images.device)))
+    out = torch.where(family == 0, pasted, torch.where(family == 1, blobs, lines))
+    mask = torch.where(family == 0, pasted_mask, torch.where(family == 1, blob_mask, line_mask))
+    return out, mask
 
 
 def forge_batch(images: torch.Tensor, cfg: ForgeConfig, generator: torch.Generator) -> torch.Tensor:

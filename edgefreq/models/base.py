@@ -13,6 +13,8 @@ reconstruction is the sum of the bands, i.e. the (normalized) image.
     model.raw_parts(bands) -> (raw map N x H x W, latent N or None)   what calibration fits on
     model.score(bands) -> (score N, amap N x H x W)       what the engine computes; model(bands) too
     model.head                                            ScoreHead: the scoring statistics
+    model.segmenter                                       Segmenter (model.segment > 0) or None: its
+                                                          probability map replaces the error map
     model.has_discriminator, model.trainable (False: fitted in closed form by model.fit)
 """
 
@@ -29,6 +31,7 @@ from edgefreq.errors import UserError
 from .config import ModelConfig
 from .maps import error_map, gaussian_taps, separable
 from .score_head import ScoreHead
+from .segmenter import Segmenter
 
 
 def halvings(size: tuple[int, int]) -> int:
@@ -55,6 +58,8 @@ class AnomalyModel(nn.Module, abc.ABC):
         # Fixed (not trained, not saved) smoothing taps: a plain separable conv2d in the graph.
         self.register_buffer("map_taps", gaussian_taps(cfg.map_sigma), persistent=False)
         self.head = ScoreHead(cfg, size)
+        # DRAEM's discriminative half, trained after the reconstruction (train.segment_epochs)
+        self.segmenter = Segmenter(in_channels, cfg.segment, size) if cfg.segment else None
 
     def check_bands(self, bands: list[torch.Tensor]) -> None:
         """Static checks only (count, channels, H x W); the batch size stays free for export."""
@@ -73,10 +78,19 @@ class AnomalyModel(nn.Module, abc.ABC):
             out = out + band
         return out
 
-    def raw_map(self, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+    def error(self, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
         """N x H x W: the cfg.map error of x_hat against x, Gaussian-smoothed (edge-replicated borders)."""
         m = error_map(self.cfg.map, x, x_hat)[:, None]
         return separable(m, self.map_taps)[:, 0]
+
+    def raw_map(self, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+        """N x H x W, what the ScoreHead scores: the error map, or with a segmenter its defect
+        probability map (from x, x_hat and the error map), smoothed alike."""
+        err = self.error(x, x_hat)
+        if self.segmenter is None:
+            return err
+        p = torch.sigmoid(self.segmenter(x, x_hat, err))
+        return separable(p, self.map_taps)[:, 0]
 
     @property
     def latent_used(self) -> bool:
@@ -104,7 +118,11 @@ class AnomalyModel(nn.Module, abc.ABC):
 
     @abc.abstractmethod
     def generator_parameters(self) -> list[nn.Parameter]:
-        """What the generator (or autoencoder) optimizer steps."""
+        """What the generator (or autoencoder) optimizer steps (never the segmenter's)."""
+
+    def segmenter_parameters(self) -> list[nn.Parameter]:
+        """What the segmentation stage's optimizer steps (empty without a segmenter)."""
+        return [] if self.segmenter is None else list(self.segmenter.parameters())
 
     def discriminator_parameters(self) -> list[nn.Parameter]:
         """What the discriminator optimizer steps (empty without a discriminator)."""

@@ -28,8 +28,10 @@ MAPS = ("sq", "ssim", "msgms")
 # "pixel": the map is z-scored per pixel by the mean and std of good images' maps (calibration).
 NORMALIZATIONS = ("none", "pixel")
 # What the score is made of; training never reads these, so a trained run can be rescored
-# (`edgefreq calibrate RUN --set model.map=msgms`) without training again.
+# (`edgefreq calibrate RUN --set model.map=msgms`) without training again. A segmentation head
+# (model.segment) is trained on the smoothed map, so there map and map_sigma are training keys.
 SCORING_KEYS = ("map", "map_sigma", "normalize", "std_floor", "score_reduce", "lambda_score")
+SEGMENTER_INPUT_KEYS = ("map", "map_sigma")
 
 # Values for keys left at None, per kind; a kind in FIXED refuses any other value for those keys.
 KIND_PRESETS: dict[str, dict[str, object]] = {
@@ -57,6 +59,9 @@ class ModelConfig:
     forged: bool | None = None  # the training loop feeds forged anomalies (CutPaste + CutOut) to D as fakes
     nz: int = 100  # discriminator latent feature size
     denoise: bool = False  # training: reconstruct the clean image from a forged copy (DRAEM's objective)
+    # DRAEM's discriminative half (models/segmenter.py): a U-Net of this base width on (x, x_hat, the
+    # z-scored error map), trained on forged anomalies after the reconstruction; 0 = off
+    segment: int = 0
     w_adv: float = 1.0
     w_con: float = 50.0
     w_lat: float = 1.0
@@ -92,6 +97,8 @@ class ModelConfig:
             raise UserError(f"model.score_reduce: unknown reduction {self.score_reduce!r} (choose from {', '.join(SCORE_REDUCTIONS)})")
         if self.denoise and self.kind == "variation":
             raise UserError("model.denoise: the variation model is fitted, not trained; it has nothing to denoise")
+        if self.segment < 0:
+            raise UserError(f"model.segment must be >= 0 (the segmentation head's base width; 0 = off), got {self.segment}")
         if self.map not in MAPS:
             raise UserError(f"model.map: unknown anomaly map {self.map!r} (choose from {', '.join(MAPS)})")
         if self.normalize not in NORMALIZATIONS:

@@ -69,7 +69,7 @@ class WFDL(AnomalyModel):
         self.content = content_loss(cfg.content_loss, cfg.freq_floor, cfg.freq_pixel)
 
     def generator_parameters(self) -> list[nn.Parameter]:
-        return list(self.parameters())
+        return list(self.encoder.parameters()) + list(self.decoder.parameters())
 
     def reconstruct(self, bands: list[torch.Tensor]) -> torch.Tensor:
         self.check_bands(bands)
