@@ -65,6 +65,20 @@ def test_forge_mixed_changes_only_the_masked_pixels_and_uses_every_family() -> N
     assert torch.equal(again, forged) and torch.equal(mask_again, mask)
 
 
+def test_forge_mixed_leaves_out_cutpaste_when_it_is_switched_off(monkeypatch) -> None:
+    import edgefreq.data.forge as forge
+
+    called = []
+    real = forge.forge_with_mask
+    monkeypatch.setattr(forge, "forge_with_mask", lambda *a: called.append(1) or real(*a))
+    images = torch.rand(30, 1, 32, 32) * 2 - 1
+    forge.forge_mixed(images, ForgeConfig(), torch.Generator().manual_seed(0))
+    assert called
+    called.clear()
+    forged, mask = forge.forge_mixed(images, ForgeConfig(cutpaste=False, cutout=False), torch.Generator().manual_seed(0))
+    assert not called and (mask.float().mean(dim=(1, 2, 3)) > 0).float().mean() > 0.8  # blobs and scratches only
+
+
 def test_the_segmenter_replaces_the_error_map_and_is_not_a_generator_parameter() -> None:
     for kind, levels in (("wfdl", 1), ("ocrgan", 2), ("variation", 1)):
         cfg = ModelConfig(kind=kind, ngf=4, ndf=4, wfdl_width=0.25, segment=4)

@@ -24,7 +24,7 @@ needs raw RGB values.
 
 The segmentation head (model.segment, DRAEM's discriminative half) trains on `forge_mixed`: every
 image gets ONE family, drawn uniformly, so the head sees shapes beyond rectangles:
-- "cutpaste": CutPaste then CutOut as above;
+- "cutpaste": CutPaste then CutOut as above (when forge.cutpaste or forge.cutout is on);
 - "blobs": DRAEM-like irregular regions: Gaussian noise on a coarse grid (4, 8 or 16 cells a side,
   one per image) upsampled bicubically to the image and thresholded at U(1, 2) std, filled with a
   blend (weight U(0.3, 1)) of another image of the batch shifted by a random offset, the image
@@ -222,17 +222,20 @@ def _scratches(images: torch.Tensor, generator: torch.Generator, rows: torch.Ten
 @torch.no_grad()
 def forge_mixed(images: torch.Tensor, cfg: ForgeConfig, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """The segmentation head's forgeries: each image of a normalized N x C x H x W batch gets one
-    family (CutPaste + CutOut as in `cfg`, blobs or scratches, drawn uniformly); returns the forged
-    copies and the N x 1 x H x W bool mask of what changed."""
+    family, drawn uniformly: CutPaste + CutOut as in `cfg` (left out when `cfg` switches both off),
+    blobs or scratches; returns the forged copies and the N x 1 x H x W bool mask of what changed.
+    Without CutPaste and CutOut, calibrate's forged validation (CutPaste + CutOut) is a family the
+    head never saw."""
     n, _, h, w = images.shape
     rows = torch.arange(h, device=images.device).view(1, 1, h, 1)
     cols = torch.arange(w, device=images.device).view(1, 1, 1, w)
-    pasted, pasted_mask = forge_with_mask(images, cfg if cfg.active else ForgeConfig(), generator)
-    blobs, blob_mask = _blobs(images, generator)
-    lines, line_mask = _scratches(images, generator, rows, cols)
-    family = _per_image(_offsets(generator, torch.full((n,), 2, device=images.device)))
-    out = torch.where(family == 0, pasted, torch.where(family == 1, blobs, lines))
-    mask = torch.where(family == 0, pasted_mask, torch.where(family == 1, blob_mask, line_mask))
+    forged = [forge_with_mask(images, cfg, generator)] if cfg.active else []
+    forged += [_blobs(images, generator), _scratches(images, generator, rows, cols)]
+    family = _per_image(_offsets(generator, torch.full((n,), len(forged) - 1, device=images.device)))
+    out, mask = forged[-1]
+    for i in range(len(forged) - 2, -1, -1):
+        out = torch.where(family == i, forged[i][0], out)
+        mask = torch.where(family == i, forged[i][1], mask)
     return out, mask
 
 
