@@ -78,8 +78,8 @@ def steps(out: Path, work: Path) -> list[tuple[str, int, list[str], list[str]]]:
         ("latency-embedded", 80, latency + [str(out / "latency-embedded"), "--model", "embedded", *on_cuda],
          latency + [str(out / "latency-embedded"), "--model", "embedded", *on_cpu]),
         ("train-ocrgan", 100, inner + ["train", "paper", "--epochs", "10"], inner + ["train", "paper", "--epochs", "1", "--rehearse"]),
-        ("train-wfdl", 50, inner + ["train", "edge", "--epochs", "20", "--set", "model.wfdl_width=1.0"],
-         inner + ["train", "edge", "--epochs", "1", "--set", "model.wfdl_width=1.0", "--rehearse"]),
+        ("train-wfdl", 50, inner + ["train", "wfdl-cpu-budget", "--epochs", "20", "--set", "model.wfdl_width=1.0"],
+         inner + ["train", "wfdl-cpu-budget", "--epochs", "1", "--set", "model.wfdl_width=1.0", "--rehearse"]),
     ]
 
 

@@ -1,6 +1,6 @@
 """Training step time by torch thread count, on an idle CPU and beside a competing job.
 
-    python benchmarks/threads.py [--config edge] [--steps 12] [--threads 1 2]
+    python benchmarks/threads.py [--config wfdl-cpu-budget] [--steps 12] [--threads 1 2]
 
 One training step of the config's model (forward, backward, optimizer step; random bands of the
 config's size and batch) is timed `--steps` times per thread count (median reported), first with
@@ -68,7 +68,7 @@ def compete(config: str, stop) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--config", default="edge")
+    p.add_argument("--config", default="wfdl-cpu-budget")
     p.add_argument("--steps", type=int, default=12)
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     args = p.parse_args(argv)

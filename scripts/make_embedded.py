@@ -48,11 +48,11 @@ TRAIN_FRAMES, TEST_FRAMES = 400, 200
 # candidate name -> (config, overrides)
 CANDIDATES = {  # the input size is the embedded config's; `--set "preprocess.size=[64, 64]"` tries another for all
     "embedded": ("embedded", []),
-    "wfdl": ("edge", ["preprocess.size=[128, 128]", "train.epochs=40"]),
+    "wfdl": ("wfdl-cpu-budget", ["preprocess.size=[128, 128]", "train.epochs=40"]),
     "variation": ("variation", ["preprocess.size=[128, 128]"]),
     # the caps turn by up to 10 degrees and shift by 3 %: each candidate again with registration to the reference pose
     "embedded-register": ("embedded", ["preprocess.register=rigid"]),
-    "wfdl-register": ("edge", ["preprocess.size=[128, 128]", "train.epochs=40", "preprocess.register=rigid"]),
+    "wfdl-register": ("wfdl-cpu-budget", ["preprocess.size=[128, 128]", "train.epochs=40", "preprocess.register=rigid"]),
     "variation-register": ("variation", ["preprocess.size=[128, 128]", "preprocess.register=rigid"]),
 }
 SCORINGS = {
