@@ -175,10 +175,10 @@ def test_accuracy_driver_rows_resume_and_reuse_weights(dataset: Path, tmp_path: 
 
 def test_shipped_edge_config_is_the_measured_study_row() -> None:
     """configs/edge.yaml is recommended on the strength of the detectors study's row
-    edge-msgms-max-pixel on bottle (the first study's WFDL, wfdl-cpu-budget, scored with msgms,
-    per-pixel normalization, max): it must stay exactly that configuration, or the accuracy it
-    quotes is not its own."""
+    variation-seg-bs-msgms on bottle (the template with a segmentation head trained on blobs and
+    scratches, MSGMS map, session 5's choice rule): it must stay exactly that configuration, or the
+    accuracy it quotes is not its own."""
     plan = yaml.safe_load((Path(__file__).resolve().parents[1] / "benchmarks" / "plans" / "detectors.yaml").read_text())
-    row = next(r for r in plan["runs"] if r["name"] == "edge-msgms-max-pixel" and r["dataset"] == "mvtec_bottle")
-    assert row["config"] == "wfdl-cpu-budget"  # the plan measures the base, so editing edge.yaml cannot move its rows
+    row = next(r for r in plan["runs"] if r["name"] == "variation-seg-bs-msgms" and r["dataset"] == "mvtec_bottle")
+    assert row["config"] == "variation"  # the plan measures the base, so editing edge.yaml cannot move its rows
     assert to_dict(load_config("edge")) == to_dict(load_config(row["config"], row.get("overrides", [])))
