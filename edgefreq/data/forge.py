@@ -104,6 +104,12 @@ def _box(rows: torch.Tensor, cols: torch.Tensor, top: torch.Tensor, left: torch.
     return inside_rows & inside_cols
 
 
+def _within_range(values: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """`values` clipped to each image's per-channel [min, max] (_jitter clips alike, with the range it already has)."""
+    low, high = images.amin(dim=(2, 3), keepdim=True), images.amax(dim=(2, 3), keepdim=True)
+    return torch.maximum(torch.minimum(values, high), low)
+
+
 def _jitter(patch: torch.Tensor, region: torch.Tensor, images: torch.Tensor, strength: float, generator: torch.Generator) -> torch.Tensor:
     """Brightness, contrast, saturation jitter of `patch` (stats over `region`), clipped to the image's range."""
     n, c = images.shape[:2]
@@ -191,8 +197,7 @@ def _blobs(images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tens
     fill = torch.where(source == 0, other, torch.where(source == 1, turned, flat))
     beta = _per_image(_uniform(generator, n, 0.3, 1.0, device).to(dtype))
     blended = images + beta * (fill - images)
-    low, high = images.amin(dim=(2, 3), keepdim=True), images.amax(dim=(2, 3), keepdim=True)
-    return torch.where(region, torch.maximum(torch.minimum(blended, high), low), images), region
+    return torch.where(region, _within_range(blended, images), images), region
 
 
 def _scratches(images: torch.Tensor, generator: torch.Generator, rows: torch.Tensor, cols: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -215,8 +220,7 @@ def _scratches(images: torch.Tensor, generator: torch.Generator, rows: torch.Ten
     region = ((dist <= width.view(-1, 1, 1, 1) / 2) & live).any(1, keepdim=True)
     sign = torch.where(_uniform(generator, n, 0, 1, device) < 0.5, -1.0, 1.0)
     delta = _per_image((sign * _uniform(generator, n, 0.3, 1.0, device)).to(dtype))
-    low, high = images.amin(dim=(2, 3), keepdim=True), images.amax(dim=(2, 3), keepdim=True)
-    return torch.where(region, torch.maximum(torch.minimum(images + delta, high), low), images), region
+    return torch.where(region, _within_range(images + delta, images), images), region
 
 
 @torch.no_grad()
