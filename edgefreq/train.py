@@ -308,11 +308,11 @@ def segment_epochs(cfg: RunConfig, model, optimizers: dict, generators: dict, em
             keep = torch.rand(images.shape[0], generator=generators["forge"]) < 0.5
             forged = torch.where(keep.view(-1, 1, 1, 1), images, forged).to(device)
             mask = (mask & ~keep.view(-1, 1, 1, 1)).to(device, forged.dtype)
-            with torch.no_grad():
+            with torch.no_grad():  # the head's inputs exactly as raw_map gives them at inference
                 bands = decouple(forged, spec.levels, cfg.train.fd_impl, spec.clip_high)
-                x_hat = model.reconstruct(bands)
-                err = model.error(forged, x_hat)
-            loss = focal_loss(model.segmenter(forged, x_hat, err), mask)
+                x, x_hat = model.target(bands), model.reconstruct(bands)
+                err = model.error(x, x_hat)
+            loss = focal_loss(model.segmenter(x, x_hat, err), mask)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -142,3 +142,23 @@ def test_a_segmenter_makes_its_map_a_training_key() -> None:
     assert training_key(seg)["model"]["map"] == "sq"
     assert training_key(load_config("variation", ["model.segment=4", "model.map=msgms"])) != training_key(seg)
     assert training_key(load_config("variation", ["model.segment=4", "model.normalize=none"])) == training_key(seg)
+
+
+def test_the_stage_feeds_the_head_what_inference_feeds_it(plates: Path, tmp_path: Path, monkeypatch) -> None:
+    """With FD bands whose sum is not the image (clip_high), training must give the head the
+    model's target (the sum of the bands), as raw_map does, not the forged image itself."""
+    from edgefreq.kernels import decouple
+    from edgefreq.models.segmenter import Segmenter
+
+    cfg = load_config("cpu-budget", [*SEG, "model.kind=wfdl", "preprocess.levels=2", "preprocess.clip_high=true", "model.wfdl_width=0.25",
+                                      "train.epochs=1", "train.segment_epochs=1", "preprocess.channels=1", "preprocess.mean=[0.5]", "preprocess.std=[0.5]"])
+    seen = []
+    real_decouple, real_forward = train_mod.decouple, Segmenter.forward
+    monkeypatch.setattr(train_mod, "decouple", lambda images, *a: seen.append(("images", images)) or real_decouple(images, *a))
+    monkeypatch.setattr(Segmenter, "forward", lambda self, x, x_hat, err: seen.append(("x", x)) or real_forward(self, x, x_hat, err))
+    train_mod.train(cfg, plates, tmp_path / "run")
+    fed = [(seen[i - 1][1], x) for i, (what, x) in enumerate(seen) if what == "x" and seen[i - 1][0] == "images"]
+    assert fed
+    for images, x in fed:
+        target = sum(decouple(images, 2, "torch", True))
+        assert torch.allclose(x, target) and not torch.allclose(x, images)
