@@ -6,7 +6,7 @@ The calibration images come from the run's split (good images the model never tr
 The score statistics (per-pixel mean and std of the maps for model.normalize: pixel, the
 standardization of the content and latent terms for OCR-GAN) are fitted on these images; each
 image's score for the threshold is computed with statistics fitted on the OTHER images
-(leave-one-out), so no image counts twice. `--set model.map=msgms` (any of models.SCORING_KEYS)
+(leave-one-out), so no image counts twice. `--set model.map=msgms` (any of models.config.rescorable_keys: SCORING_KEYS, less a segmented run's map)
 rescores a trained run: training never reads those keys.
 
 Validation (RUN/validation.yaml): a forged copy of every calibration image (CutPaste + CutOut, the
@@ -28,7 +28,7 @@ from edgefreq.calibration import COMPARED_POLICIES, Calibration, ThresholdPolicy
 from edgefreq.config import from_dict, to_dict, write_yaml
 from edgefreq.data import ForgeConfig, forge_batch, scan_dataset
 from edgefreq.errors import UserError
-from edgefreq.models import SCORING_KEYS
+from edgefreq.models.config import rescorable_keys
 from edgefreq.models.score_head import scoring_settings
 from edgefreq.rundir import STATS_FILE, RunConfig, apply_overrides, first_difference, load_run, read_config, read_split, training_key
 from edgefreq.scoring import raw_parts_paths
@@ -45,7 +45,7 @@ def rescored_config(run: Path, overrides: list[str]) -> RunConfig:
     new = from_dict(RunConfig, apply_overrides(to_dict(cfg), overrides), where="--set")
     diff = first_difference(training_key(cfg), training_key(new))
     if diff:
-        raise UserError(f"--set {diff}: training reads this key, so it needs a new training run; calibrate changes only {', '.join('model.' + k for k in SCORING_KEYS)}")
+        raise UserError(f"--set {diff}: training reads this key, so it needs a new training run; calibrate changes only {', '.join('model.' + k for k in rescorable_keys(cfg.model))}")
     return new
 
 

@@ -28,8 +28,8 @@ from edgefreq.config import from_dict, load_yaml, to_dict
 from edgefreq.data.forge import ForgeConfig
 from edgefreq.errors import UserError
 from edgefreq.kernels import Preprocess
-from edgefreq.models import SCORING_KEYS, ModelConfig, build_model
-from edgefreq.models.config import SEGMENTER_INPUT_KEYS
+from edgefreq.models import ModelConfig, build_model
+from edgefreq.models.config import rescorable_keys
 from edgefreq.models.score_head import scoring_settings
 
 CONFIGS_DIR = Path(__file__).parent / "configs"
@@ -184,13 +184,12 @@ def read_split(run: Path) -> tuple[Path, list[Path], list[Path]]:
 
 
 def training_key(cfg: RunConfig) -> dict[str, Any]:
-    """Everything training reads: the config without the scoring keys (models.SCORING_KEYS) and
+    """Everything training reads: the config without the scoring keys it did not read (rescorable_keys) and
     without the reference pose, which training fits (deterministically, from the split) rather
     than reads: a run and its scoring twin, one fitted and one not yet, are the same training."""
     d = to_dict(cfg)
-    for key in SCORING_KEYS:
-        if not (cfg.model.segment and key in SEGMENTER_INPUT_KEYS):  # a segmenter is trained on that map
-            d["model"].pop(key)
+    for key in rescorable_keys(cfg.model):
+        d["model"].pop(key)
     d["preprocess"].pop("reference")
     return d
 

@@ -116,6 +116,8 @@ def test_a_segmenter_trains_after_the_model_and_detects_what_the_template_sees(p
     bad = sorted((plates / "test/scratch").glob("*.png"))
     scores, maps, _ = score_paths(model, cfg.preprocess, good + bad)
     assert scores[len(good):].min() > scores[: len(good)].max()  # every scratch above every good plate
+    with pytest.raises(UserError, match=r"--set model.map: training reads this key.*changes only model.normalize"):
+        calibrate(run, ThresholdPolicy(), overrides=["model.map=msgms"])  # its head was trained on the sq map
     export_tiny(run, tmp_path / "seg.onnx")  # the head is in the graph, checked against torch on export
     assert (tmp_path / "seg.onnx").stat().st_size > sum(p.numel() for p in model.segmenter.parameters()) * 4
 

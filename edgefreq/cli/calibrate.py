@@ -23,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--extra-good", type=Path, action="append", default=[], metavar="FOLDER",
                    help="also calibrate on FOLDER/train/good (e.g. operator feedback: false rejects from `edgefreq run --feedback`); repeatable")
     p.add_argument("--set", action="append", default=[], metavar="model.KEY=VALUE",
-                   help=f"change a scoring key of the trained run ({', '.join(SCORING_KEYS)}), e.g. --set model.map=msgms")
+                   help=f"change a scoring key of the trained run ({', '.join(SCORING_KEYS)}; a run with model.segment keeps its map and map_sigma), e.g. --set model.map=msgms")
     add_batch(p, 16, "calibration images scored at once")
     add_device(p, "the model scores the images")
 

@@ -33,6 +33,12 @@ NORMALIZATIONS = ("none", "pixel")
 SCORING_KEYS = ("map", "map_sigma", "normalize", "std_floor", "score_reduce", "lambda_score")
 SEGMENTER_INPUT_KEYS = ("map", "map_sigma")
 
+
+def rescorable_keys(cfg: "ModelConfig") -> tuple[str, ...]:
+    """The scoring keys training did not read for `cfg`: all of SCORING_KEYS, less the map the
+    segmentation head was trained on."""
+    return tuple(k for k in SCORING_KEYS if not (cfg.segment and k in SEGMENTER_INPUT_KEYS))
+
 # Values for keys left at None, per kind; a kind in FIXED refuses any other value for those keys.
 KIND_PRESETS: dict[str, dict[str, object]] = {
     "ocrgan": {"cs": True, "forged": True, "content_loss": "l1"},
