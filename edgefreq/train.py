@@ -35,6 +35,7 @@ from edgefreq.kernels import decouple
 from edgefreq.kernels.preprocess import roi_box
 from edgefreq.kernels.register import encode_reference, fit_reference
 from edgefreq.models import build_model
+from edgefreq.models.inpaint import erase_cells
 from edgefreq.models.segmenter import focal_loss
 from edgefreq.rundir import SUMMARY_FILE, RunConfig, first_difference, read_config, resolve_device, set_threads, training_key
 
@@ -189,7 +190,7 @@ def final_content(model: torch.nn.Module, loader, spec, fd_impl: str, device: to
     for images in loader:
         bands = decouple(images.to(device), spec.levels, fd_impl, spec.clip_high)
         x = model.target(bands)
-        total += float(model.content(model.reconstruct(bands), x)) * x.shape[0]
+        total += float(model.content(model.restore(bands), x)) * x.shape[0]
         count += x.shape[0]
     return total / count
 
@@ -277,7 +278,7 @@ def fit_segmenter_input(model: torch.nn.Module, loader, spec, fd_impl: str, devi
     maps = []
     for images in loader:
         bands = decouple(images.to(device), spec.levels, fd_impl, spec.clip_high)
-        maps.append(model.error(model.target(bands), model.reconstruct(bands)).cpu())
+        maps.append(model.error(model.target(bands), model.restore(bands)).cpu())
     model.segmenter.fit_map_stats(torch.cat(maps))
 
 
@@ -310,7 +311,7 @@ def segment_epochs(cfg: RunConfig, model, optimizers: dict, generators: dict, em
             mask = (mask & ~keep.view(-1, 1, 1, 1)).to(device, forged.dtype)
             with torch.no_grad():  # the head's inputs exactly as raw_map gives them at inference
                 bands = decouple(forged, spec.levels, cfg.train.fd_impl, spec.clip_high)
-                x, x_hat = model.target(bands), model.reconstruct(bands)
+                x, x_hat = model.target(bands), model.restore(bands)
                 err = model.error(x, x_hat)
             loss = focal_loss(model.segmenter(x, x_hat, err), mask)
             optimizer.zero_grad(set_to_none=True)
@@ -353,6 +354,9 @@ def run_epochs(cfg: RunConfig, model, optimizers: dict, generators: dict, ema, l
             if cfg.model.denoise:  # DRAEM's objective: the clean image from a forged copy
                 noisy = forge_batch(images.cpu(), cfg.forge, generators["forge"]).to(device)
                 inputs, clean = decouple(noisy, spec.levels, cfg.train.fd_impl, spec.clip_high), model.target(bands)
+            elif cfg.model.inpaint:  # RIAD's objective: the whole clean image from a copy with cells erased
+                erased = erase_cells(images.cpu(), generators["forge"]).to(device)
+                inputs, clean = decouple(erased, spec.levels, cfg.train.fd_impl, spec.clip_high), model.target(bands)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                 losses, x_hat = model.losses_g(inputs, clean)
             step(optimizers["g"], losses["content"] if warmup else losses["total"])

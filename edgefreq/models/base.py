@@ -5,7 +5,9 @@ them (edgefreq.kernels.decouple); with FD off the list is [image]. The target of
 reconstruction is the sum of the bands, i.e. the (normalized) image.
 
     model.generator_parameters(), model.discriminator_parameters()  (the latter empty without D)
-    model.reconstruct(bands) -> x_hat                     N x C x H x W
+    model.reconstruct(bands) -> x_hat                     N x C x H x W, one generator pass
+    model.restore(bands) -> x_hat                         what the score compares x with: reconstruct, or
+                                                          with model.inpaint RIAD's pasted inpaintings
     model.losses_g(bands, clean) -> ({"total": ..., parts}, x_hat)   the generator / autoencoder step
     model.losses_d(bands, x_hat, fake_bands) -> {"total": ...} the discriminator step (GANs only),
                                                           on G's reconstruction, detached
@@ -29,6 +31,7 @@ from torch import nn
 from edgefreq.errors import UserError
 
 from .config import ModelConfig
+from .inpaint import inference_masks
 from .maps import error_map, gaussian_taps, separable
 from .score_head import ScoreHead
 from .segmenter import Segmenter
@@ -60,6 +63,8 @@ class AnomalyModel(nn.Module, abc.ABC):
         self.head = ScoreHead(cfg, size)
         # DRAEM's discriminative half, trained after the reconstruction (train.segment_epochs)
         self.segmenter = Segmenter(in_channels, cfg.segment, size) if cfg.segment else None
+        if cfg.inpaint:  # fixed (from a seed, not saved): constants in an export
+            self.register_buffer("inpaint_masks", inference_masks(size), persistent=False)
 
     def check_bands(self, bands: list[torch.Tensor]) -> None:
         """Static checks only (count, channels, H x W); the batch size stays free for export."""
@@ -83,6 +88,19 @@ class AnomalyModel(nn.Module, abc.ABC):
         m = error_map(self.cfg.map, x, x_hat)[:, None]
         return separable(m, self.map_taps)[:, 0]
 
+    def restore(self, bands: list[torch.Tensor]) -> torch.Tensor:
+        """N x C x H x W, the reconstruction the score compares the image with: reconstruct(bands), or
+        with model.inpaint every scale's disjoint cell sets erased in turn, inpainted, pasted
+        together, and the mean over the scales (models/inpaint.py); one batch of scales x sets x N."""
+        if not self.cfg.inpaint:
+            return self.reconstruct(bands)
+        masks = self.inpaint_masks.to(bands[0].dtype)  # scales x sets x H x W
+        scales, sets = masks.shape[:2]
+        keep = 1 - masks.flatten(0, 1)[:, None, None]  # scales*sets x 1 x 1 x H x W
+        erased = [(band[None] * keep).flatten(0, 1) for band in bands]
+        out = self.reconstruct(erased).unflatten(0, (scales, sets, -1))  # scales x sets x N x C x H x W
+        return (out * masks[:, :, None, None]).sum(1).mean(0)
+
     def raw_map(self, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
         """N x H x W, what the ScoreHead scores: the error map, or with a segmenter its defect
         probability map (from x, x_hat and the error map), smoothed alike."""
@@ -104,7 +122,7 @@ class AnomalyModel(nn.Module, abc.ABC):
     def raw_parts(self, bands: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(raw map, latent term): the score before its statistics, what `edgefreq calibrate` fits on."""
         x = self.target(bands)
-        x_hat = self.reconstruct(bands)
+        x_hat = self.restore(bands)
         return self.raw_map(x, x_hat), self.latent(x, x_hat)
 
     def score(self, bands: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

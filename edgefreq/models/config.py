@@ -65,6 +65,9 @@ class ModelConfig:
     forged: bool | None = None  # the training loop feeds forged anomalies (CutPaste + CutOut) to D as fakes
     nz: int = 100  # discriminator latent feature size
     denoise: bool = False  # training: reconstruct the clean image from a forged copy (DRAEM's objective)
+    # RIAD's objective (models/inpaint.py): train on images with grid cells erased; score the image
+    # pasted together from inpaintings of disjoint cell sets (12 generator passes a frame)
+    inpaint: bool = False
     # DRAEM's discriminative half (models/segmenter.py): a U-Net of this base width on (x, x_hat, the
     # z-scored error map), trained on forged anomalies after the reconstruction; 0 = off
     segment: int = 0
@@ -103,6 +106,10 @@ class ModelConfig:
             raise UserError(f"model.score_reduce: unknown reduction {self.score_reduce!r} (choose from {', '.join(SCORE_REDUCTIONS)})")
         if self.denoise and self.kind == "variation":
             raise UserError("model.denoise: the variation model is fitted, not trained; it has nothing to denoise")
+        if self.inpaint and self.kind == "variation":
+            raise UserError("model.inpaint: the variation model is fitted, not trained; it has nothing to inpaint")
+        if self.inpaint and self.denoise:
+            raise UserError("model.inpaint and model.denoise both replace the training input: choose one")
         if self.segment < 0:
             raise UserError(f"model.segment must be >= 0 (the segmentation head's base width; 0 = off), got {self.segment}")
         if self.map not in MAPS:
