@@ -99,6 +99,22 @@ def test_the_segmenter_replaces_the_error_map_and_is_not_a_generator_parameter()
         ModelConfig(segment=-1)
 
 
+def test_the_segmenter_input_statistics_floor_flat_pixels_as_the_score_head_does() -> None:
+    from edgefreq.models.segmenter import Segmenter
+
+    seg = Segmenter(1, 4, (8, 8))
+    maps = torch.rand(20, 8, 8) + 1.0
+    maps[:, :2] = 1.0  # flat pixels: their std is 0
+    seg.fit_map_stats(maps)
+    std = maps.double().std(0)
+    assert torch.allclose(seg.map_mean, maps.mean(0)) and float(seg.map_std[:2].min()) > 0
+    assert torch.allclose(seg.map_std, torch.maximum(std, 0.1 * std.median()).float())
+    level = maps.clone()
+    level[:] = 1000.0 + 1e-4 * torch.rand(20, 8, 8)  # spread at float32 noise: the numeric floor binds
+    seg.fit_map_stats(level)
+    assert float(seg.map_std.min()) >= 1e-3 * 1000.0 * 0.999
+
+
 def test_a_segmenter_trains_after_the_model_and_detects_what_the_template_sees(plates: Path, tmp_path: Path) -> None:
     cfg = load_config("variation", [*SEG, "preprocess.channels=1", "preprocess.mean=[0.5]", "preprocess.std=[0.5]", "train.segment_epochs=15"])
     run = tmp_path / "run"

@@ -72,11 +72,11 @@ class ScoreHead(nn.Module):
             total, total_sq = raw.sum(0), (raw * raw).sum(0)
             loo_mean = (total - raw) / (n - 1)
             loo_var = ((total_sq - raw * raw) / (n - 1) - loo_mean**2).clamp_min(0.0)
-            loo_std = self._floored(loo_var.sqrt(), loo_mean)
+            loo_std = floored_std(loo_var.sqrt(), loo_mean, self.cfg.std_floor)
             content = self.reduce((raw - loo_mean) / loo_std)
             probe_content = None if probe is None else self.reduce((probe[0].double() - loo_mean) / loo_std)
             mean = total / n
-            std = self._floored(((total_sq / n - mean**2).clamp_min(0.0)).sqrt()[None], mean[None])[0]
+            std = floored_std(((total_sq / n - mean**2).clamp_min(0.0)).sqrt()[None], mean[None], self.cfg.std_floor)[0]
         else:
             content = self.reduce(raw)
             probe_content = None if probe is None else self.reduce(probe[0].double())
@@ -95,15 +95,6 @@ class ScoreHead(nn.Module):
         self.set_stats({"pixel_mean": mean, "pixel_std": std, "term_stats": stats})
         return scores if probe is None else (scores, probe_scores)
 
-    def _floored(self, std: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
-        """std (... x H x W) floored at std_floor x its median over the pixels, and at NUMERIC_FLOOR
-        x the median |mean| (a std at the map's float32 rounding noise would turn that noise into
-        z-scores), per leading index."""
-        median = std.flatten(-2).median(dim=-1).values
-        level = mean.abs().flatten(-2).median(dim=-1).values
-        floor = torch.maximum(self.cfg.std_floor * median, NUMERIC_FLOOR * level).clamp_min(1e-12)[..., None, None]
-        return torch.maximum(std, floor)
-
     def stats(self) -> dict[str, torch.Tensor]:
         return {"pixel_mean": self.pixel_mean, "pixel_std": self.pixel_std, "term_stats": self.term_stats}
 
@@ -119,6 +110,16 @@ class ScoreHead(nn.Module):
         """Whether `fit` needs several images: a z-scored map means nothing before it, and the
         mixed terms of OCR-GAN are only standardized by it (unfitted, they mix raw)."""
         return self.cfg.normalize == "pixel" or has_latent
+
+
+def floored_std(std: torch.Tensor, mean: torch.Tensor, fraction: float) -> torch.Tensor:
+    """Per-pixel std (... x H x W) floored at `fraction` x its median over the pixels, and at
+    NUMERIC_FLOOR x the median |mean| (a std at the map's float32 rounding noise would turn that
+    noise into z-scores), per leading index; the one floor of every per-pixel z-score."""
+    median = std.flatten(-2).median(dim=-1).values
+    level = mean.abs().flatten(-2).median(dim=-1).values
+    floor = torch.maximum(fraction * median, NUMERIC_FLOOR * level).clamp_min(1e-12)[..., None, None]
+    return torch.maximum(std, floor)
 
 
 def scoring_settings(cfg: ModelConfig) -> dict[str, str]:

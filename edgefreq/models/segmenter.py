@@ -21,6 +21,8 @@ from torch import nn
 
 from edgefreq.errors import UserError
 
+from .score_head import floored_std
+
 HALVINGS = 3
 Z_SCALE = 10.0  # the z-scored map enters as z / Z_SCALE clipped to [-Z_CLIP, Z_CLIP]
 Z_CLIP = 3.0
@@ -52,12 +54,11 @@ class Segmenter(nn.Module):
     @torch.no_grad()
     def fit_map_stats(self, maps: torch.Tensor) -> None:
         """Per-pixel mean and std of N x H x W error maps of the training images; the std is
-        floored at STD_FLOOR x its median (the ScoreHead's rule: flat regions never divide by ~0)."""
+        floored by the ScoreHead's rule (score_head.floored_std at STD_FLOOR: flat regions never divide by ~0)."""
         maps = maps.double()
         mean, std = maps.mean(0), maps.std(0)
-        floor = (STD_FLOOR * std.median()).clamp_min(1e-12)
         self.map_mean.copy_(mean.to(self.map_mean.dtype))
-        self.map_std.copy_(torch.maximum(std, floor).to(self.map_std.dtype))
+        self.map_std.copy_(floored_std(std, mean, STD_FLOOR).to(self.map_std.dtype))
 
     def forward(self, x: torch.Tensor, x_hat: torch.Tensor, err: torch.Tensor) -> torch.Tensor:
         """N x 1 x H x W defect logits from x, x_hat (N x C x H x W) and the smoothed error map (N x H x W)."""
