@@ -189,13 +189,15 @@ def quiet_export() -> Iterator[None]:
 
 
 def cast_reductions_to_fp32(graph) -> int:  # graph: onnx.GraphProto
-    """Run every ReduceMean / ReduceSum of an fp16 graph in float32 (Cast in, Cast back out)."""
+    """Run every ReduceMean / ReduceSum of an fp16 graph in float32 (Cast in, Cast back out); one
+    whose input the exporter already made float32 (torch upcasts some half sums) is left as it is."""
     from onnx import TensorProto, helper
 
+    types = {v.name: v.type.tensor_type.elem_type for v in [*graph.value_info, *graph.input, *graph.output]}
     nodes = []
     count = 0
     for node in graph.node:
-        if node.op_type not in _REDUCTIONS:
+        if node.op_type not in _REDUCTIONS or types.get(node.input[0]) == TensorProto.FLOAT:
             nodes.append(node)
             continue
         x, y = node.input[0], node.output[0]

@@ -85,7 +85,7 @@ def test_an_inpainting_model_exports_in_fp16(tmp_path: Path) -> None:
     spec = cfg.preprocess
     model = build_model(cfg.model, spec.channels, spec.levels, spec.size).eval()
     onnx = export_onnx(model, spec, None, tmp_path / "riad.fp16.onnx", kind="wfdl", fp16=True, sample_bands=random_bands(spec, 2)).engine
-    assert onnx.exists()  # typed, checked and compared with torch (a sum over the sets broke the fp16 graph's types)
+    assert onnx.exists()  # typed, checked and compared with torch (its traced sum over the sets is float32 already: the fp16 reduction cast must leave it)
 
 
 def test_inpaint_refuses_what_has_nothing_to_inpaint() -> None:

@@ -99,10 +99,7 @@ class AnomalyModel(nn.Module, abc.ABC):
         keep = 1 - masks.flatten(0, 1)[:, None, None]  # scales*sets x 1 x 1 x H x W
         erased = [(band[None] * keep).flatten(0, 1) for band in bands]
         out = self.reconstruct(erased).unflatten(0, (scales, sets, -1))  # scales x sets x N x C x H x W
-        pasted = out[0, 0] * masks[0, 0]  # plain adds, not sum / mean: an fp16 export keeps its types
-        for k in range(1, scales * sets):
-            pasted = pasted + out[k // sets, k % sets] * masks[k // sets, k % sets]
-        return pasted / scales
+        return (out * masks[:, :, None, None]).sum(1).mean(0)
 
     def raw_map(self, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
         """N x H x W, what the ScoreHead scores: the error map, or with a segmenter its defect
