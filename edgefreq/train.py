@@ -351,12 +351,14 @@ def run_epochs(cfg: RunConfig, model, optimizers: dict, generators: dict, ema, l
             images = images.to(device, non_blocking=True)
             bands = decouple(images, spec.levels, cfg.train.fd_impl, spec.clip_high)
             inputs, clean = bands, None
+            corrupted = None
             if cfg.model.denoise:  # DRAEM's objective: the clean image from a forged copy
-                noisy = forge_batch(images.cpu(), cfg.forge, generators["forge"]).to(device)
-                inputs, clean = decouple(noisy, spec.levels, cfg.train.fd_impl, spec.clip_high), model.target(bands)
+                corrupted = forge_batch(images.cpu(), cfg.forge, generators["forge"])
             elif cfg.model.inpaint:  # RIAD's objective: the whole clean image from a copy with cells erased
-                erased = erase_cells(images.cpu(), generators["forge"]).to(device)
-                inputs, clean = decouple(erased, spec.levels, cfg.train.fd_impl, spec.clip_high), model.target(bands)
+                corrupted = erase_cells(images.cpu(), generators["forge"])
+            if corrupted is not None:
+                inputs = decouple(corrupted.to(device), spec.levels, cfg.train.fd_impl, spec.clip_high)
+                clean = model.target(bands)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                 losses, x_hat = model.losses_g(inputs, clean)
             step(optimizers["g"], losses["content"] if warmup else losses["total"])
