@@ -56,14 +56,11 @@ def evaluate(run: Path, data: Path, out: Path, batch: int = 16, device: str = "a
     beats, check_line = generator_line(run)
     start = time.perf_counter()
     paths = [s.path for s in index.test]
-    scores, maps, shapes = score_paths(model, spec, paths, batch, desc="evaluating")
+    scores, maps, geometry = score_paths(model, spec, paths, batch, desc="evaluating")
     seconds = time.perf_counter() - start
     labels = np.array([s.label for s in index.test])
     defects = np.array([s.defect for s in index.test])
-    masks = np.stack([
-        load_mask(s.mask, spec, shape, load_image(s.path) if s.mask is not None and spec.register != "none" else None)
-        for s, shape in zip(index.test, shapes)
-    ])
+    masks = np.stack([load_mask(s.mask, spec, shape, pose) for s, (shape, pose) in zip(index.test, geometry)])
     has_mask = np.array([s.mask is not None or s.label == 0 for s in index.test])
     threshold = calibration.threshold
     nok = is_nok(scores, threshold)

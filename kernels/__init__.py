@@ -19,12 +19,12 @@ from edgefreq.errors import UserError
 
 from .fd_opencv import decouple_chw
 from .fd_torch import decouple_torch
-from .preprocess import Preprocess, check_frame, frame_to_bands_opencv, preprocess_frame, registered, without_registration
+from .preprocess import Preprocess, check_frame, frame_pose, frame_to_bands_opencv, preprocess_frame, registered, without_registration
 from .pyramid import check_levels, check_size
 
 IMPLS = ("auto", "torch", "opencv", "triton")
 
-__all__ = ["IMPLS", "Preprocess", "decouple", "frame_to_bands", "preprocess_frame", "registered", "triton_available", "without_registration"]
+__all__ = ["IMPLS", "Preprocess", "decouple", "frame_pose", "frame_to_bands", "preprocess_frame", "registered", "triton_available", "without_registration"]
 
 
 def triton_available(device: torch.device) -> bool:

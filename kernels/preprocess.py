@@ -94,15 +94,23 @@ def roi_box(spec: Preprocess, height: int, width: int) -> tuple[int, int, int, i
     return x, y, w, h
 
 
-def registered(frame: np.ndarray, spec: Preprocess) -> np.ndarray:
-    """Step 1b: with register rigid, a copy of the (checked) frame whose ROI is in the reference pose;
-    else the frame itself."""
+def frame_pose(frame: np.ndarray, spec: Preprocess) -> np.ndarray | None:
+    """With register rigid, the 2 x 3 matrix that moves the (checked) frame's ROI into the reference
+    pose (what its ground-truth mask must be moved by too); None for fixtured parts."""
     if spec.register == "none":
-        return frame
+        return None
     if spec.reference is None:
         raise UserError("preprocess.register is rigid but the spec holds no reference pose: `edgefreq train` fits it")
-    box = roi_box(spec, frame.shape[0], frame.shape[1])
-    return warp_roi(frame, box, roi_pose(frame, box, decode_reference(spec.reference)))
+    return roi_pose(frame, roi_box(spec, frame.shape[0], frame.shape[1]), decode_reference(spec.reference))
+
+
+def registered(frame: np.ndarray, spec: Preprocess, pose: np.ndarray | None = None) -> np.ndarray:
+    """Step 1b: with register rigid, a copy of the (checked) frame whose ROI is in the reference pose
+    (`pose` from frame_pose, estimated here when not given); else the frame itself."""
+    if spec.register == "none":
+        return frame
+    pose = frame_pose(frame, spec) if pose is None else pose
+    return warp_roi(frame, roi_box(spec, frame.shape[0], frame.shape[1]), pose)
 
 
 def without_registration(spec: Preprocess) -> Preprocess:
@@ -110,9 +118,10 @@ def without_registration(spec: Preprocess) -> Preprocess:
     return replace(spec, register="none", reference=None) if spec.register != "none" else spec
 
 
-def preprocess_frame(frame: np.ndarray, spec: Preprocess) -> np.ndarray:
-    """Steps 1-4 on the CPU with OpenCV: uint8 frame -> C x H x W float32 normalized image."""
-    frame = registered(check_frame(frame), spec)
+def preprocess_frame(frame: np.ndarray, spec: Preprocess, pose: np.ndarray | None = None) -> np.ndarray:
+    """Steps 1-4 on the CPU with OpenCV: uint8 frame -> C x H x W float32 normalized image (`pose`:
+    registered's)."""
+    frame = registered(check_frame(frame), spec, pose)
     x, y, w, h = roi_box(spec, frame.shape[0], frame.shape[1])
     crop = frame[y : y + h, x : x + w].astype(np.float32)
     img = resize_image(crop, spec.size, spec.resize)

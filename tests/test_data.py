@@ -214,6 +214,19 @@ def test_load_mask_roi_resize_and_absent(tmp_path: Path) -> None:
         load_mask(path, spec, (41, 60))
 
 
+def test_load_mask_moves_with_its_images_pose(tmp_path: Path) -> None:
+    m = np.zeros((40, 60), np.uint8)
+    m[10:20, 30:40] = 255
+    path = _write(tmp_path / "m_mask.png", m)
+    spec = Preprocess(size=(40, 60), register="rigid")
+    shift = np.array([[1.0, 0.0, 5.0], [0.0, 1.0, -3.0]])  # 5 px right, 3 px up
+    expected = np.zeros((40, 60), np.float32)
+    expected[7:17, 35:45] = 1.0
+    assert np.array_equal(load_mask(path, spec, (40, 60), shift), expected)
+    with pytest.raises(ValueError, match="pose"):
+        load_mask(path, spec, (40, 60))
+
+
 # ---- the shared data sets -------------------------------------------------------------------
 
 

@@ -86,12 +86,24 @@ def turned_set(root: Path, rng: np.random.Generator, good: int = 16, defects: in
         write(root / "ground_truth" / "hole" / f"{k:03d}_mask.png", moved(mask, angle, dx, dy, fill=0), noisy=False)
 
 
-def variation_run(data: Path, out: Path, register: str) -> dict:
+def variation_run(data: Path, out: Path, register: str, evaluated: bool = True) -> dict | None:
     cfg = load_config("variation", ["preprocess.size=[64, 64]", "preprocess.channels=1", "preprocess.mean=[0.5]",
                                     "preprocess.std=[0.5]", f"preprocess.register={register}", "data.calibration_fraction=0.25"])
     train(cfg, data, out)
     calibrate(out, ThresholdPolicy(), device="cpu")
-    return evaluate(out, data, out / "eval", device="cpu")
+    return evaluate(out, data, out / "eval", device="cpu") if evaluated else None
+
+
+def test_eval_estimates_each_test_images_pose_once(tmp_path, monkeypatch):
+    """The pose that registered a test image also moves its mask: eval does not estimate it twice."""
+    data = tmp_path / "data"
+    turned_set(data, np.random.default_rng(1), good=12, defects=3)
+    variation_run(data, tmp_path / "rigid", "rigid", evaluated=False)
+    calls = []
+    estimate = register_pose.estimate_pose
+    monkeypatch.setattr(register_pose, "estimate_pose", lambda *a: calls.append(1) or estimate(*a))
+    report = evaluate(tmp_path / "rigid", data, tmp_path / "rigid" / "eval", device="cpu")
+    assert len(calls) == 4 + 3 and report["pixel_auroc"] > 0.95, (len(calls), report["pixel_auroc"])
 
 
 def test_a_turned_part_is_inspected_in_the_reference_pose(tmp_path):

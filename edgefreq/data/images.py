@@ -10,17 +10,18 @@ import numpy as np
 from edgefreq.errors import UserError
 from edgefreq.image_file import load_image
 from edgefreq.kernels.preprocess import Preprocess, roi_box
-from edgefreq.kernels.register import decode_reference, roi_pose, warp_roi
+from edgefreq.kernels.register import warp_roi
 
 
-def load_mask(path: str | Path | None, spec: Preprocess, image_shape: tuple[int, ...], image: np.ndarray | None = None) -> np.ndarray:
+def load_mask(path: str | Path | None, spec: Preprocess, image_shape: tuple[int, ...], pose: np.ndarray | None = None) -> np.ndarray:
     """A ground-truth mask at the model size: float32 `spec.size` (H x W) with values in {0, 1}.
 
     The mask gets the image's geometry: the same ROI crop, then a nearest-neighbour resize
     (cv2.INTER_NEAREST_EXACT, which samples pixel centres like the image's bilinear resize).
     Any non-zero mask pixel is a defect. No mask (`path` None, a good image) gives zeros.
     `image_shape` is the shape of the original image file (H x W or H x W x C). With registration
-    (`spec.register` rigid) the mask is moved with its `image` (needed then) into the reference pose.
+    (`spec.register` rigid) the mask is moved by its image's `pose` (kernels.frame_pose, needed then;
+    edgefreq.scoring.score_paths returns it) into the reference pose.
     """
     height, width = spec.size
     if path is None:
@@ -35,9 +36,9 @@ def load_mask(path: str | Path | None, spec: Preprocess, image_shape: tuple[int,
         )
     x, y, w, h = roi_box(spec, mask.shape[0], mask.shape[1])
     if spec.register != "none":
-        if image is None:
-            raise ValueError("load_mask: a registered spec needs the mask's image to move the mask with it")
-        mask = warp_roi(mask, (x, y, w, h), roi_pose(image, (x, y, w, h), decode_reference(spec.reference)), nearest=True)
+        if pose is None:
+            raise ValueError("load_mask: a registered spec needs its image's pose to move the mask with it")
+        mask = warp_roi(mask, (x, y, w, h), pose, nearest=True)
     crop = np.ascontiguousarray(mask[y : y + h, x : x + w])
     resized = cv2.resize(crop, (width, height), interpolation=cv2.INTER_NEAREST_EXACT)
     return (resized > 0).astype(np.float32)
