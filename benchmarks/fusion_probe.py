@@ -36,7 +36,7 @@ from edgefreq.calibrate import VALIDATION_SEED
 from edgefreq.data import ForgeConfig, forge_batch, scan_dataset
 from edgefreq.kernels import decouple
 from edgefreq.models.maps import error_map, separable
-from edgefreq.models.score_head import floored_std
+from edgefreq.models.score_head import pixel_stats
 from edgefreq.rundir import load_run, read_split
 from edgefreq.scoring import _images
 
@@ -45,10 +45,9 @@ MAPS = ("sq", "msgms")
 VARIANTS = ("template", "recon", "fused-mean", "fused-max")
 
 
-@torch.no_grad()
 def images(model, spec, paths) -> torch.Tensor:
-    """N x C x H x W model targets (the normalized images FD would split) of `paths`."""
-    return torch.cat([model.target(decouple(x, spec.levels, "torch", spec.clip_high)) for x in _images(model, spec, paths, 16, "reading", [])])
+    """N x C x H x W model inputs of `paths` (the normalized images, before FD), as scoring reads them."""
+    return torch.cat(list(_images(model, spec, paths, 16, "reading", [])))
 
 
 @torch.no_grad()
@@ -64,18 +63,6 @@ def raw_maps(model, x: torch.Tensor, reference: torch.Tensor, kind: str) -> torc
 @torch.no_grad()
 def restored(model, spec, x: torch.Tensor) -> torch.Tensor:
     return torch.cat([model.restore(decouple(x[s : s + 16], spec.levels, "torch", spec.clip_high)) for s in range(0, len(x), 16)])
-
-
-def z_maps(calib: torch.Tensor, others: list[torch.Tensor], std_floor: float) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
-    """(leave-one-out z-maps of the calibration maps, the LOO statistics per calibration image (mean,
-    std), the others z-scored by the statistics of every calibration map)."""
-    n = calib.shape[0]
-    total, total_sq = calib.sum(0), (calib * calib).sum(0)
-    loo_mean = (total - calib) / (n - 1)
-    loo_std = floored_std(((total_sq - calib * calib) / (n - 1) - loo_mean**2).clamp_min(0).sqrt(), loo_mean, std_floor)
-    mean = total / n
-    std = floored_std(((total_sq / n - mean**2).clamp_min(0)).sqrt()[None], mean[None], std_floor)[0]
-    return (calib - loo_mean) / loo_std, (loo_mean, loo_std), [(o - mean) / std for o in others]
 
 
 def fuse(variant: str, template: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
@@ -109,13 +96,13 @@ def probe(run: Path) -> list[str]:
     for kind in MAPS:
         z = {}
         for ref_name in ("template", "recon"):
-            def ref(name: str, x: torch.Tensor) -> torch.Tensor:
-                return mean_image if ref_name == "template" else recs[name]
-            c = raw_maps(model, calib, ref("calib", calib), kind)
-            f = raw_maps(model, forged, ref("forged", forged), kind)
-            t = raw_maps(model, test, ref("test", test), kind)
-            c_loo, (loo_mean, loo_std), (t_z,) = z_maps(c, [t], cfg.model.std_floor)
-            z[ref_name] = (c_loo, (f - loo_mean) / loo_std, t_z)  # forgery i under the statistics without image i
+            ref = {name: mean_image if ref_name == "template" else recs[name] for name in recs}
+            c = raw_maps(model, calib, ref["calib"], kind)
+            f = raw_maps(model, forged, ref["forged"], kind)
+            t = raw_maps(model, test, ref["test"], kind)
+            loo_mean, loo_std, mean, std = pixel_stats(c, cfg.model.std_floor)
+            # calibration map i and forgery i under the statistics without image i; the test under all of them
+            z[ref_name] = ((c - loo_mean) / loo_std, (f - loo_mean) / loo_std, (t - mean) / std)
         for variant in VARIANTS:
             c, f, t = (fuse(variant, z["template"][k], z["recon"][k]).flatten(1).amax(1).numpy() for k in range(3))
             test_auroc = auroc(t[labels == 0], t[labels == 1])

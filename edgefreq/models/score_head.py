@@ -69,14 +69,9 @@ class ScoreHead(nn.Module):
             raise UserError(f"calibration needs at least {MIN_FIT_IMAGES} good images for its statistics, got {n}")
         raw = raw.double()
         if self.cfg.normalize == "pixel":
-            total, total_sq = raw.sum(0), (raw * raw).sum(0)
-            loo_mean = (total - raw) / (n - 1)
-            loo_var = ((total_sq - raw * raw) / (n - 1) - loo_mean**2).clamp_min(0.0)
-            loo_std = floored_std(loo_var.sqrt(), loo_mean, self.cfg.std_floor)
+            loo_mean, loo_std, mean, std = pixel_stats(raw, self.cfg.std_floor)
             content = self.reduce((raw - loo_mean) / loo_std)
             probe_content = None if probe is None else self.reduce((probe[0].double() - loo_mean) / loo_std)
-            mean = total / n
-            std = floored_std(((total_sq / n - mean**2).clamp_min(0.0)).sqrt()[None], mean[None], self.cfg.std_floor)[0]
         else:
             content = self.reduce(raw)
             probe_content = None if probe is None else self.reduce(probe[0].double())
@@ -110,6 +105,19 @@ class ScoreHead(nn.Module):
         """Whether `fit` needs several images: a z-scored map means nothing before it, and the
         mixed terms of OCR-GAN are only standardized by it (unfitted, they mix raw)."""
         return self.cfg.normalize == "pixel" or has_latent
+
+
+def pixel_stats(raw: torch.Tensor, std_floor: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-pixel statistics of N good maps N x H x W (float64): (leave-one-out mean and std, N x H x W:
+    map i's without map i; the mean and std of all N, H x W), every std floored (floored_std)."""
+    n = raw.shape[0]
+    total, total_sq = raw.sum(0), (raw * raw).sum(0)
+    loo_mean = (total - raw) / (n - 1)
+    loo_var = ((total_sq - raw * raw) / (n - 1) - loo_mean**2).clamp_min(0.0)
+    loo_std = floored_std(loo_var.sqrt(), loo_mean, std_floor)
+    mean = total / n
+    std = floored_std(((total_sq / n - mean**2).clamp_min(0.0)).sqrt()[None], mean[None], std_floor)[0]
+    return loo_mean, loo_std, mean, std
 
 
 def floored_std(std: torch.Tensor, mean: torch.Tensor, fraction: float) -> torch.Tensor:
